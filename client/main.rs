@@ -1,0 +1,373 @@
+//! berth: the command-line client of berthd, one subcommand per RPC.
+//!
+//! Like runc, commands that change something print nothing on success; every error prints
+//! the daemon's message on stderr and exits 1. `health` instead follows grpc_health_probe's
+//! exit codes so scripts work with either tool.
+use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
+
+use anyhow::{bail, Context};
+use berth::proto::{self, container_service_client::ContainerServiceClient};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Manage containers through berthd")]
+struct Cli {
+    /// berthd's Unix socket.
+    #[arg(long, env = "BERTH_SOCKET", default_value = "/run/berth/berth.sock", global = true)]
+    socket: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container from an OCI bundle; its init waits for `start`.
+    Create {
+        /// Directory holding config.json.
+        #[arg(long, short)]
+        bundle: PathBuf,
+        /// Append the container's stdout to this file (default /dev/null).
+        #[arg(long)]
+        stdout: Option<PathBuf>,
+        /// Append the container's stderr to this file (default /dev/null).
+        #[arg(long)]
+        stderr: Option<PathBuf>,
+        id: String,
+    },
+    /// Start the user process of a created container.
+    Start { id: String },
+    /// Send a signal (name or number, default TERM) to the container's init.
+    Kill {
+        id: String,
+        #[arg(default_value = "TERM")]
+        signal: String,
+        /// Signal every process of the container.
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Delete a container; --force kills it first if it runs.
+    Delete {
+        #[arg(long, short)]
+        force: bool,
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State { id: String },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print lifecycle events as they happen, until interrupted.
+    Events {
+        /// Only this container's events.
+        #[arg(long)]
+        id: Option<String>,
+        /// Only events of these types (created, started, paused, resumed, exited, deleted, oom).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the daemon's health; exit 0 serving, 2 cannot connect, 3 RPC failed, 4 not serving.
+    Health {
+        /// The service to check; "" is the whole daemon.
+        #[arg(long, default_value = "")]
+        service: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        connect_timeout: Duration,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        rpc_timeout: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Command::Health {
+        service,
+        connect_timeout,
+        rpc_timeout,
+    } = &cli.command
+    {
+        return ExitCode::from(runtime.block_on(health(&cli.socket, service, *connect_timeout, *rpc_timeout)));
+    }
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("{}", status.message()),
+                None => eprintln!("berth: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn endpoint(socket: &std::path::Path) -> anyhow::Result<Endpoint> {
+    Endpoint::from_shared(format!("unix:{}", socket.display())).context("socket path")
+}
+
+async fn connect(socket: &std::path::Path) -> anyhow::Result<ContainerServiceClient<Channel>> {
+    let channel = endpoint(socket)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to berthd at {}", socket.display()))?;
+    Ok(ContainerServiceClient::new(channel))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = connect(&cli.socket).await?;
+    match cli.command {
+        Command::Create {
+            bundle,
+            stdout,
+            stderr,
+            id,
+        } => {
+            let bundle = std::path::absolute(&bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+            let path_text = |path: Option<PathBuf>| -> anyhow::Result<String> {
+                Ok(match path {
+                    Some(path) => std::path::absolute(&path)?.to_string_lossy().into_owned(),
+                    None => String::new(),
+                })
+            };
+            client
+                .create_container(proto::CreateContainerRequest {
+                    id,
+                    bundle: bundle.to_string_lossy().into_owned(),
+                    stdout_path: path_text(stdout)?,
+                    stderr_path: path_text(stderr)?,
+                })
+                .await?;
+        }
+        Command::Start { id } => {
+            client.start_container(proto::StartContainerRequest { id }).await?;
+        }
+        Command::Kill { id, signal, all } => {
+            let signal = parse_signal(&signal)?;
+            client.kill_container(proto::KillContainerRequest { id, signal, all }).await?;
+        }
+        Command::Pause { id } => {
+            client.pause_container(proto::PauseContainerRequest { id }).await?;
+        }
+        Command::Resume { id } => {
+            client.resume_container(proto::ResumeContainerRequest { id }).await?;
+        }
+        Command::Delete { force, id } => {
+            let response = client
+                .delete_container(proto::DeleteContainerRequest { id, force })
+                .await?
+                .into_inner();
+            for warning in response.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Command::State { id } => {
+            let container = client
+                .get_container(proto::GetContainerRequest { id })
+                .await?
+                .into_inner()
+                .container
+                .context("daemon sent no container")?;
+            println!("{}", serde_json::to_string_pretty(&state_json(&container))?);
+        }
+        Command::List { json } => {
+            let containers = client
+                .list_containers(proto::ListContainersRequest {})
+                .await?
+                .into_inner()
+                .containers;
+            if json {
+                let all: Vec<_> = containers.iter().map(state_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print_table(&containers);
+            }
+        }
+        Command::Events { id, types, json } => {
+            let types = types
+                .iter()
+                .map(|name| parse_event_type(name).map(i32::from))
+                .collect::<anyhow::Result<_>>()?;
+            let mut stream = client
+                .watch_events(proto::WatchEventsRequest {
+                    id: id.unwrap_or_default(),
+                    types,
+                })
+                .await?
+                .into_inner();
+            while let Some(event) = stream.message().await? {
+                println!("{}", event_line(&event, json));
+            }
+        }
+        Command::Health { .. } => unreachable!("handled before connecting"),
+    }
+    Ok(())
+}
+
+/// grpc_health_probe's contract: 0 serving, 2 connection failed, 3 RPC failed, 4 not serving.
+async fn health(socket: &std::path::Path, service: &str, connect_timeout: Duration, rpc_timeout: Duration) -> u8 {
+    let channel = match endpoint(socket) {
+        Ok(endpoint) => endpoint.connect_timeout(connect_timeout).connect().await,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return 2;
+        }
+    };
+    let channel = match channel {
+        Ok(channel) => channel,
+        Err(e) => {
+            eprintln!("berth: cannot connect to berthd at {}: {e}", socket.display());
+            return 2;
+        }
+    };
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: service.to_owned(),
+    });
+    request.set_timeout(rpc_timeout);
+    match HealthClient::new(channel).check(request).await {
+        Ok(response) => {
+            let status = response.into_inner().status();
+            println!("status: {}", status.as_str_name());
+            if status == ServingStatus::Serving {
+                0
+            } else {
+                4
+            }
+        }
+        Err(status) => {
+            eprintln!("berth: health check failed: {}: {}", status.code(), status.message());
+            3
+        }
+    }
+}
+
+/// A signal by number, or by name with or without the SIG prefix.
+fn parse_signal(text: &str) -> anyhow::Result<u32> {
+    if let Ok(number) = text.parse::<u32>() {
+        return Ok(number);
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    match nix::sys::signal::Signal::from_str(&name) {
+        Ok(signal) => Ok(signal as u32),
+        Err(_) => bail!("unknown signal {text:?}"),
+    }
+}
+
+fn parse_event_type(name: &str) -> anyhow::Result<proto::EventType> {
+    proto::EventType::from_str_name(&format!("EVENT_TYPE_{}", name.to_ascii_uppercase()))
+        .filter(|t| *t != proto::EventType::Unspecified)
+        .with_context(|| format!("unknown event type {name:?}"))
+}
+
+fn status_name(container: &proto::Container) -> String {
+    container
+        .status()
+        .as_str_name()
+        .trim_start_matches("CONTAINER_STATUS_")
+        .to_ascii_lowercase()
+}
+
+fn time_text(timestamp: &Option<prost_types::Timestamp>) -> Option<String> {
+    let timestamp = timestamp.as_ref()?;
+    let time = std::time::SystemTime::try_from(timestamp.clone()).ok()?;
+    Some(humantime::format_rfc3339_nanos(time).to_string())
+}
+
+/// The OCI state of a container, with what OCI has no field for under `berth`.
+fn state_json(container: &proto::Container) -> serde_json::Value {
+    let mut berth = json!({ "created": time_text(&container.created_at) });
+    if let Some(exit) = &container.exit_status {
+        berth["exit"] = json!({
+            "code": exit.code,
+            "signal": exit.signal,
+            "exitedAt": time_text(&exit.exited_at),
+        });
+    }
+    if !container.status_reason.is_empty() {
+        berth["statusReason"] = json!(container.status_reason);
+    }
+    json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "id": container.id,
+        "status": status_name(container),
+        "pid": container.pid,
+        "bundle": container.bundle,
+        "annotations": container.annotations,
+        "berth": berth,
+    })
+}
+
+fn print_table(containers: &[proto::Container]) {
+    let rows: Vec<[String; 5]> = containers
+        .iter()
+        .map(|c| {
+            [
+                c.id.clone(),
+                c.pid.to_string(),
+                status_name(c),
+                c.bundle.clone(),
+                time_text(&c.created_at).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn event_line(event: &proto::Event, json: bool) -> String {
+    let kind = event.r#type().as_str_name().trim_start_matches("EVENT_TYPE_").to_ascii_lowercase();
+    let at = time_text(&event.timestamp).unwrap_or_default();
+    if json {
+        return json!({
+            "sequence": event.sequence,
+            "type": kind,
+            "id": event.id,
+            "timestamp": at,
+            "exitStatus": event.exit_status.as_ref().map(|e| json!({"code": e.code, "signal": e.signal})),
+            "warnings": event.warnings,
+            "missed": event.missed,
+        })
+        .to_string();
+    }
+    let mut line = format!("{at} #{} {kind} {}", event.sequence, event.id);
+    if let Some(exit) = &event.exit_status {
+        line += &format!(" code={}", exit.code);
+    }
+    if event.missed > 0 {
+        line += &format!(" missed={}", event.missed);
+    }
+    for warning in &event.warnings {
+        line += &format!(" warning={warning:?}");
+    }
+    line
+}
+

@@ -1,0 +1,265 @@
+//! The gRPC face of the registry: validate, call the library, map the error. Nothing else
+//! happens here.
+use std::{pin::Pin, sync::Arc};
+
+use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    container::{self, Snapshot},
+    error::Error,
+    events::{self, EventKind},
+    id::ContainerId,
+    proto::{self, container_service_server::ContainerService},
+    registry::Registry,
+    state::ExitRecord,
+};
+
+pub struct Api {
+    registry: Arc<Registry>,
+    /// Turns true when the daemon shuts down; event streams end then, so a graceful
+    /// shutdown does not wait for subscribers that never hang up.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Api {
+    pub fn new(registry: Arc<Registry>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { registry, shutdown }
+    }
+}
+
+/// The single place where library errors become gRPC statuses.
+fn to_status(error: Error) -> Status {
+    let message = error.to_string();
+    match error {
+        Error::InvalidId(_) => Status::invalid_argument(message),
+        Error::NotFound { .. } => Status::not_found(message),
+        Error::AlreadyExists { .. } => Status::already_exists(message),
+        Error::IncorrectStatus { .. } | Error::NotStopped { .. } => Status::failed_precondition(message),
+        Error::CorruptState { .. } | Error::Io { .. } => Status::internal(message),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<ContainerId, Status> {
+    ContainerId::parse(raw).map_err(to_status)
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not implemented yet"))
+}
+
+impl From<container::Status> for proto::ContainerStatus {
+    fn from(status: container::Status) -> Self {
+        match status {
+            container::Status::Created => Self::Created,
+            container::Status::Running => Self::Running,
+            container::Status::Paused => Self::Paused,
+            container::Status::Stopped => Self::Stopped,
+            container::Status::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl From<ExitRecord> for proto::ExitStatus {
+    fn from(exit: ExitRecord) -> Self {
+        Self {
+            code: exit.code,
+            signal: exit.signal,
+            exited_at: Some(exit.exited_at.into()),
+        }
+    }
+}
+
+impl From<Snapshot> for proto::Container {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            id: s.id,
+            status: proto::ContainerStatus::from(s.status).into(),
+            pid: s.pid.map_or(0, |pid| pid as u32),
+            bundle: s.bundle.to_string_lossy().into_owned(),
+            annotations: s.annotations.into_iter().collect(),
+            created_at: s.created.map(Into::into),
+            exit_status: s.exit.map(Into::into),
+            status_reason: s.status_reason,
+        }
+    }
+}
+
+impl From<EventKind> for proto::EventType {
+    fn from(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Created => Self::Created,
+            EventKind::Started => Self::Started,
+            EventKind::Paused => Self::Paused,
+            EventKind::Resumed => Self::Resumed,
+            EventKind::Exited => Self::Exited,
+            EventKind::Deleted => Self::Deleted,
+            EventKind::Oom => Self::Oom,
+        }
+    }
+}
+
+impl From<&events::Event> for proto::Event {
+    fn from(event: &events::Event) -> Self {
+        Self {
+            sequence: event.sequence,
+            r#type: proto::EventType::from(event.kind).into(),
+            id: event.id.clone(),
+            timestamp: Some(event.at.into()),
+            exit_status: event.exit.clone().map(Into::into),
+            warnings: event.warnings.clone(),
+            missed: 0,
+        }
+    }
+}
+
+/// Which events a WatchEvents caller asked for.
+struct EventFilter {
+    id: String,
+    types: Vec<i32>,
+}
+
+impl EventFilter {
+    fn matches(&self, event: &events::Event) -> bool {
+        (self.id.is_empty() || self.id == event.id)
+            && (self.types.is_empty() || self.types.contains(&proto::EventType::from(event.kind).into()))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContainerService for Api {
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn create_container(
+        &self,
+        request: Request<proto::CreateContainerRequest>,
+    ) -> Result<Response<proto::CreateContainerResponse>, Status> {
+        parse_id(&request.get_ref().id)?;
+        Err(not_yet("CreateContainer"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn start_container(
+        &self,
+        request: Request<proto::StartContainerRequest>,
+    ) -> Result<Response<proto::StartContainerResponse>, Status> {
+        parse_id(&request.get_ref().id)?;
+        Err(not_yet("StartContainer"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn kill_container(
+        &self,
+        request: Request<proto::KillContainerRequest>,
+    ) -> Result<Response<proto::KillContainerResponse>, Status> {
+        parse_id(&request.get_ref().id)?;
+        Err(not_yet("KillContainer"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn pause_container(
+        &self,
+        request: Request<proto::PauseContainerRequest>,
+    ) -> Result<Response<proto::PauseContainerResponse>, Status> {
+        parse_id(&request.get_ref().id)?;
+        Err(not_yet("PauseContainer"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn resume_container(
+        &self,
+        request: Request<proto::ResumeContainerRequest>,
+    ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
+        parse_id(&request.get_ref().id)?;
+        Err(not_yet("ResumeContainer"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, force = request.get_ref().force))]
+    async fn delete_container(
+        &self,
+        request: Request<proto::DeleteContainerRequest>,
+    ) -> Result<Response<proto::DeleteContainerResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let outcome = self.registry.delete(&id, request.force).await.map_err(|e| {
+            tracing::warn!(error = %e, "delete failed");
+            to_status(e)
+        })?;
+        for warning in &outcome.warnings {
+            tracing::warn!(warning, "delete warning");
+        }
+        Ok(Response::new(proto::DeleteContainerResponse {
+            container: outcome.snapshot.map(Into::into),
+            warnings: outcome.warnings,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_container(
+        &self,
+        request: Request<proto::GetContainerRequest>,
+    ) -> Result<Response<proto::GetContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        let snapshot = self.registry.get(&id).await.map_err(to_status)?;
+        Ok(Response::new(proto::GetContainerResponse {
+            container: Some(snapshot.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_containers(
+        &self,
+        _request: Request<proto::ListContainersRequest>,
+    ) -> Result<Response<proto::ListContainersResponse>, Status> {
+        let containers = self.registry.list().await.into_iter().map(Into::into).collect();
+        Ok(Response::new(proto::ListContainersResponse { containers }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn watch_events(
+        &self,
+        request: Request<proto::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let request = request.into_inner();
+        if !request.id.is_empty() {
+            parse_id(&request.id)?;
+        }
+        let filter = EventFilter {
+            id: request.id,
+            types: request.types,
+        };
+        let mut events = self.registry.events.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        // A small buffer: the broadcast receiver is the real, bounded backlog, and it is what
+        // reports how many events a slow reader missed.
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(event) if filter.matches(&event) => proto::Event::from(event.as_ref()),
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(missed)) => proto::Event {
+                            r#type: proto::EventType::Lagged.into(),
+                            timestamp: Some(std::time::SystemTime::now().into()),
+                            missed,
+                            ..Default::default()
+                        },
+                        Err(RecvError::Closed) => break,
+                    },
+                    () = tx.closed() => break,
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                };
+                tokio::select! {
+                    sent = tx.send(Ok(item)) => if sent.is_err() { break },
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,33 @@
+//! berthd's settings, one flag each.
+use std::{path::PathBuf, time::Duration};
+
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "berthd", version, about = "berth's container-management daemon")]
+pub struct Config {
+    /// State root: one directory per container, holding its state.json.
+    #[arg(long, default_value = "/run/berth")]
+    pub root: PathBuf,
+
+    /// Unix socket to serve the gRPC API on (mode 0660; its directory must not be
+    /// world-writable).
+    #[arg(long, default_value = "/run/berth/berth.sock")]
+    pub socket: PathBuf,
+
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// A tracing filter: a level (error, warn, info, debug, trace) or directives such as
+    /// `berth=debug`.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    /// How long a shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

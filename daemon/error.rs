@@ -1,0 +1,58 @@
+//! The library's one error type. Each variant carries the container id or path it is about;
+//! `api` alone turns it into a gRPC status.
+use std::path::PathBuf;
+
+use crate::container::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container ID format: {0:?}")]
+    InvalidId(String),
+
+    #[error("container does not exist: {id}")]
+    NotFound { id: String },
+
+    #[error("container already exists: {id}")]
+    AlreadyExists { id: String },
+
+    /// An operation the container's status forbids; `action` reads as "cannot <action>".
+    #[error("cannot {action} container {id} that is {status}")]
+    IncorrectStatus {
+        id: String,
+        action: &'static str,
+        status: Status,
+    },
+
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    NotStopped { id: String, status: Status },
+
+    #[error("container {id} cannot be managed: state file {} is unreadable: {reason}", path.display())]
+    CorruptState {
+        id: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches what was being done, and to which path, to an `io::Error`.
+pub trait IoContext<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
+    }
+}

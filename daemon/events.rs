@@ -1,0 +1,74 @@
+//! Lifecycle events, fanned out to every WatchEvents subscriber. Publishing never waits for
+//! a subscriber: each has a bounded buffer, and one that falls behind is told how many
+//! events it missed instead of slowing anyone down.
+use std::{
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use tokio::sync::broadcast;
+
+use crate::state::ExitRecord;
+
+/// Events a subscriber may fall behind by before it starts missing some.
+pub const SUBSCRIBER_BUFFER: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Created,
+    Started,
+    Paused,
+    Resumed,
+    Exited,
+    Deleted,
+    Oom,
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub sequence: u64,
+    pub kind: EventKind,
+    pub id: String,
+    pub at: SystemTime,
+    /// For `Exited`: how the init ended, when the daemon saw it.
+    pub exit: Option<ExitRecord>,
+    /// For `Deleted`: what the delete warned about.
+    pub warnings: Vec<String>,
+}
+
+pub struct Events {
+    sender: broadcast::Sender<Arc<Event>>,
+    /// Held while numbering and sending, so sequence numbers reach subscribers in order.
+    next_sequence: Mutex<u64>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            next_sequence: Mutex::new(1),
+        }
+    }
+}
+
+impl Events {
+    pub fn publish(&self, kind: EventKind, id: &str, exit: Option<ExitRecord>, warnings: Vec<String>) {
+        let mut next = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner());
+        let event = Event {
+            sequence: *next,
+            kind,
+            id: id.to_owned(),
+            at: SystemTime::now(),
+            exit,
+            warnings,
+        };
+        *next += 1;
+        tracing::debug!(sequence = event.sequence, ?kind, id, "event");
+        // No subscriber is not an error: events are not stored.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+}

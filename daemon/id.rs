@@ -1,0 +1,65 @@
+//! Container ids (delete.md D1, D2): the only way to turn a caller's string into a path
+//! under the state root.
+use std::{fmt, path::Path, path::PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A container id that passed validation: 1 to 255 bytes of `A-Z a-z 0-9 _ + - .`, and
+/// neither `.` nor `..`. Such an id is a single, harmless path component.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.');
+        let valid = (1..=255).contains(&raw.len())
+            && raw.bytes().all(allowed)
+            && raw != "."
+            && raw != "..";
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidId(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `<root>/<id>`: the container's state directory.
+    pub fn state_dir(&self, root: &Path) -> PathBuf {
+        root.join(&self.0)
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn d1_accepts_the_runc_alphabet() {
+        for id in ["a", "A-Z_0.9+x", "..a", "a..", &"x".repeat(255)] {
+            assert_eq!(ContainerId::parse(id).unwrap().as_str(), id);
+        }
+    }
+
+    #[test]
+    fn d1_rejects_everything_else() {
+        let long = "x".repeat(256);
+        for id in [
+            "", ".", "..", "a/b", "/", "../x", "a b", "a\0b", "é", "x,y", "a\nb", "~", &long,
+        ] {
+            assert!(
+                matches!(ContainerId::parse(id), Err(Error::InvalidId(_))),
+                "{id:?} was accepted"
+            );
+        }
+    }
+}

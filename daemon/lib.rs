@@ -1,0 +1,22 @@
+//! berth: the runtime library behind `berthd`.
+//!
+//! Dependencies point one way: `api` -> `registry` -> `container` -> (`process`,
+//! `cgroups`, ...). `server` wires the API to a socket; `config` holds the daemon's flags.
+pub mod api;
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod events;
+pub mod id;
+pub mod process;
+pub mod registry;
+pub mod server;
+pub mod state;
+
+/// Code generated from `proto/berth/v1/berth.proto`.
+pub mod proto {
+    tonic::include_proto!("berth.v1");
+    /// The encoded descriptors, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");
+}

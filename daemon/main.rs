@@ -1,0 +1,38 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth::config::{Config, LogFormat};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    match run(Config::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berthd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("bad --log-level {:?}", config.log_level))?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+        berth::server::serve(&config, shutdown).await.map_err(Into::into)
+    })
+}

@@ -1,0 +1,175 @@
+//! The daemon's containers by id, kept in step with the state root (delete.md D3).
+//!
+//! Every call on an id holds that id's async lock for its whole duration, so calls on one
+//! id are serialised and calls on different ids never wait on each other (D15). The map
+//! itself is only locked for lookups, never across an await.
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::{
+    container::{Container, Record, Snapshot},
+    error::{Error, IoContext, Result},
+    events::{EventKind, Events},
+    id::ContainerId,
+    state::{ContainerState, STATE_FILE},
+};
+
+/// `None` while the id is unknown: a caller holding the lock may create it; a caller that
+/// waited for a delete finds it gone.
+type Slot = Arc<tokio::sync::Mutex<Option<Container>>>;
+
+pub struct Registry {
+    root: PathBuf,
+    slots: Mutex<BTreeMap<ContainerId, Slot>>,
+    pub events: Events,
+}
+
+/// What a successful delete hands back (delete.md D17).
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    /// The container's last snapshot; `None` when the id was unknown and force was set.
+    pub snapshot: Option<Snapshot>,
+    pub warnings: Vec<String>,
+}
+
+impl Registry {
+    /// Reads every `<root>/<id>/state.json`. A directory without one is a create that died
+    /// early and is left for delete (D4); a state file that does not parse is kept as an
+    /// UNKNOWN container that says why (D5).
+    pub fn load(root: &Path) -> Result<Self> {
+        let mut slots = BTreeMap::new();
+        let entries = fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("read state root {}", root.display()))?;
+            let Some(id) = entry.file_name().to_str().and_then(|name| ContainerId::parse(name).ok()) else {
+                continue;
+            };
+            let dir = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let record = match ContainerState::load(&dir) {
+                Ok(state) if state.id == id.as_str() => Record::Valid(state),
+                Ok(state) => Record::Corrupt {
+                    path: ContainerState::path(&dir),
+                    reason: format!("it names container {:?}", state.id),
+                },
+                Err(_) if !dir.join(STATE_FILE).exists() => continue,
+                Err(reason) => Record::Corrupt {
+                    path: ContainerState::path(&dir),
+                    reason,
+                },
+            };
+            if let Record::Corrupt { path, reason } = &record {
+                tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
+            }
+            let container = Container { id: id.clone(), dir, record };
+            slots.insert(id, Arc::new(tokio::sync::Mutex::new(Some(container))));
+        }
+        tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
+        Ok(Self {
+            root: root.to_owned(),
+            slots: Mutex::new(slots),
+            events: Events::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerId, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for exclusive use of `id`, known or not.
+    async fn lease(&self, id: &ContainerId) -> Lease<'_> {
+        loop {
+            let slot = self.slots().entry(id.clone()).or_default().clone();
+            let guard = slot.clone().lock_owned().await;
+            // A holder that found the id gone dropped the slot from the map while this call
+            // waited; start over on the current one, or two callers would own the id.
+            if self.slots().get(id).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
+                return Lease {
+                    registry: self,
+                    id: id.clone(),
+                    slot,
+                    guard,
+                };
+            }
+        }
+    }
+
+    pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
+        let lease = self.lease(id).await;
+        lease.guard.as_ref().map(Container::snapshot).ok_or_else(|| Error::NotFound { id: id.to_string() })
+    }
+
+    /// Every known container, sorted by id.
+    pub async fn list(&self) -> Vec<Snapshot> {
+        let slots: Vec<Slot> = self.slots().values().cloned().collect();
+        let mut snapshots = Vec::with_capacity(slots.len());
+        for slot in slots {
+            if let Some(container) = slot.lock().await.as_ref() {
+                snapshots.push(container.snapshot());
+            }
+        }
+        snapshots
+    }
+
+    pub async fn delete(&self, id: &ContainerId, force: bool) -> Result<DeleteOutcome> {
+        let mut lease = self.lease(id).await;
+        let Some(container) = lease.guard.as_mut() else {
+            self.remove_leftover_dir(id).await;
+            return if force {
+                Ok(DeleteOutcome::default())
+            } else {
+                Err(Error::NotFound { id: id.to_string() })
+            };
+        };
+        let outcome = container.delete(force).await?;
+        *lease.guard = None;
+        self.events.publish(EventKind::Deleted, id.as_str(), None, outcome.warnings.clone());
+        Ok(outcome)
+    }
+
+    /// delete.md D4: a directory without a registry entry is what a create that died before
+    /// writing state.json leaves. Failing to remove it is logged, not returned.
+    async fn remove_leftover_dir(&self, id: &ContainerId) {
+        let dir = id.state_dir(&self.root);
+        let is_dir = tokio::fs::symlink_metadata(&dir).await.is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            return;
+        }
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => tracing::info!(id = %id, dir = %dir.display(), "removed leftover state directory"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(id = %id, dir = %dir.display(), error = %e, "cannot remove leftover state directory"),
+        }
+    }
+}
+
+/// Exclusive use of one id. Dropping it forgets the id when it ended up unknown.
+struct Lease<'a> {
+    registry: &'a Registry,
+    id: ContainerId,
+    slot: Slot,
+    guard: OwnedMutexGuard<Option<Container>>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.guard.is_none() {
+            let mut slots = self.registry.slots();
+            if slots.get(&self.id).is_some_and(|current| Arc::ptr_eq(current, &self.slot)) {
+                slots.remove(&self.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `<root>/<id>/state.json`: everything a later delete needs without the bundle, written
+//! atomically so a crash at any moment leaves either the old or the new file.
+//!
+//! The schema only grows: new fields get `#[serde(default)]` so older files still load.
+use std::{
+    collections::BTreeMap,
+    fs::{self, File, OpenOptions},
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, Result};
+
+pub const STATE_FILE: &str = "state.json";
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerState {
+    /// Bumped only by a change older daemons must refuse to read.
+    pub schema_version: u32,
+    pub id: String,
+    /// Absolute path of the bundle (kept for hooks and the OCI state; delete never reads it).
+    pub bundle: PathBuf,
+    #[serde(with = "rfc3339")]
+    pub created: SystemTime,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Set once the init exists; before that a crash left nothing but this file and cgroups.
+    #[serde(default)]
+    pub init: Option<InitProcess>,
+    /// StartContainer released the init: a live init is RUNNING, not CREATED.
+    #[serde(default)]
+    pub started: bool,
+    /// How the init ended, when the daemon reaped it.
+    #[serde(default)]
+    pub exit: Option<ExitRecord>,
+    /// The container has no PID namespace of its own: killing the init does not kill the
+    /// rest, so kill and destroy must reach every process of the cgroup tree.
+    #[serde(default)]
+    pub shares_pid_namespace: bool,
+    /// The container's own cgroup directory in every hierarchy it was placed in (each v1
+    /// controller mount and the unified tree).
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// The cgroup directories berth made for it, parents before children. Delete removes
+    /// these (and whatever grew beneath them) and never a cgroup it did not make.
+    #[serde(default)]
+    pub created_cgroup_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub rdt: Option<RdtGroup>,
+    /// The config's hooks; delete runs `poststop` from here, the bundle may be gone.
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+}
+
+/// The identity of a container's init: a pid alone can be reused, pid + start time cannot.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InitProcess {
+    pub pid: i32,
+    /// Field 22 of /proc/<pid>/stat, in clock ticks since boot.
+    pub start_time: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitRecord {
+    /// Exit code, or 128 + signal when a signal ended the init.
+    pub code: i32,
+    /// The signal that ended the init, 0 if it exited.
+    pub signal: u32,
+    #[serde(with = "rfc3339")]
+    pub exited_at: SystemTime,
+}
+
+/// An Intel RDT (resctrl) group the container was placed in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RdtGroup {
+    pub path: PathBuf,
+    /// False for a group named by an explicit closID that already existed: it is shared
+    /// and outlives the container.
+    pub created_by_berth: bool,
+}
+
+impl ContainerState {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(STATE_FILE)
+    }
+
+    pub fn load(dir: &Path) -> std::result::Result<Self, String> {
+        let path = Self::path(dir);
+        let bytes = fs::read(&path).map_err(|e| e.to_string())?;
+        let state: Self = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if state.schema_version > SCHEMA_VERSION {
+            return Err(format!(
+                "schema version {} is newer than this berthd understands ({SCHEMA_VERSION})",
+                state.schema_version
+            ));
+        }
+        Ok(state)
+    }
+
+    /// Replaces `<dir>/state.json` atomically: temp file, fsync, rename, fsync of the
+    /// directory (without the last step the rename itself may not survive a power cut).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).expect("state serializes");
+        let write = || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(dir)?.sync_all()
+        };
+        write().context(|| format!("write {}", path.display()))
+    }
+}
+
+/// RFC 3339 timestamps, as runc writes them, so state files read well by hand.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContainerState {
+        ContainerState {
+            schema_version: SCHEMA_VERSION,
+            id: "c1".into(),
+            bundle: "/b".into(),
+            created: SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_500_000_123),
+            annotations: BTreeMap::from([("k".into(), "v".into())]),
+            init: Some(InitProcess {
+                pid: 42,
+                start_time: 7,
+            }),
+            started: true,
+            exit: None,
+            shares_pid_namespace: false,
+            cgroup_dirs: vec!["/sys/fs/cgroup/pids/berth/c1".into()],
+            created_cgroup_dirs: vec!["/sys/fs/cgroup/pids/berth/c1".into()],
+            rdt: None,
+            hooks: None,
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        sample().save(dir.path()).unwrap();
+        assert_eq!(ContainerState::load(dir.path()).unwrap(), sample());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE]);
+    }
+
+    #[test]
+    fn minimal_file_loads_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"schemaVersion":1,"id":"x","bundle":"/b","created":"2026-01-02T03:04:05Z"}"#,
+        )
+        .unwrap();
+        let state = ContainerState::load(dir.path()).unwrap();
+        assert!(state.init.is_none() && !state.started && state.cgroup_dirs.is_empty());
+    }
+
+    #[test]
+    fn broken_files_report_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for (content, expected) in [
+            ("{", "EOF"),
+            (r#"{"schemaVersion":"one"}"#, "invalid type"),
+            (
+                r#"{"schemaVersion":99,"id":"x","bundle":"/b","created":"2026-01-02T03:04:05Z"}"#,
+                "newer",
+            ),
+        ] {
+            fs::write(dir.path().join(STATE_FILE), content).unwrap();
+            let reason = ContainerState::load(dir.path()).unwrap_err();
+            assert!(reason.contains(expected), "{content}: {reason}");
+        }
+    }
+}
