@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs what building, running and testing berth needs on Debian and is not there yet.
+# Run as root. The protobuf compiler is not among them: build.rs uses protox, a compiler
+# written in Rust, so no protoc is needed.
+set -eu
+
+# busybox-static: the tests' container root file systems. runc and crun: the tests compare
+# berth's behaviour and the benchmarks its speed against them; berth does not need either.
+# python3 with grpcio: the tests call berthd as an outside gRPC client would.
+packages="busybox-static runc crun python3 python3-pip ca-certificates"
+
+missing=""
+for package in $packages; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+fi
+
+if ! python3 -c 'import grpc, grpc_reflection' 2>/dev/null; then
+    python3 -m pip install --quiet grpcio grpcio-reflection protobuf \
+        || python3 -m pip install --quiet --break-system-packages grpcio grpcio-reflection protobuf
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust with rustup (https://rustup.rs) first" >&2
+    exit 1
+fi

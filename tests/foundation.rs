@@ -1,0 +1,425 @@
+//! The daemon's skeleton: health, reflection, the registry loaded from the state root, id
+//! validation, deletes of unknown ids, socket handling, shutdown and the CLI contract.
+mod common;
+
+use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
+
+use berth::proto::{self, ContainerStatus};
+use common::*;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test]
+async fn health_reports_serving_for_the_daemon_and_the_container_service() {
+    let daemon = Daemon::start().await;
+    assert_eq!(daemon.health("").await.unwrap(), ServingStatus::Serving);
+    assert_eq!(
+        daemon.health("berth.v1.ContainerService").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_eq!(daemon.health("no.such.Service").await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn list_on_an_empty_root_is_empty() {
+    let daemon = Daemon::start().await;
+    let list = daemon.client().await.list_containers(proto::ListContainersRequest {}).await.unwrap();
+    assert!(list.into_inner().containers.is_empty());
+}
+
+#[tokio::test]
+async fn registry_is_loaded_from_the_state_root_at_start() {
+    // A live process of this test stands in for a container's init: the daemon must find it
+    // alive by pid and start time.
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = sleeper.id() as i32;
+    let start_time = berth::process::ProcStat::read(pid).unwrap().unwrap().start_time;
+    let init = format!(r#""init":{{"pid":{pid},"startTime":{start_time}}}"#);
+    let daemon = Daemon::start_with(
+        |root| {
+            write_state(root, "running", &format!(r#"{init},"started":true,"annotations":{{"k":"v"}}"#));
+            write_state(root, "created", &init);
+            // Same pid, other start time: a reused pid, so the container is stopped.
+            write_state(root, "reused", &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#));
+            write_state(root, "stopped", r#""exit":{"code":3,"signal":0,"exitedAt":"2026-01-02T03:04:06Z"}"#);
+            std::fs::create_dir(root.join("broken")).unwrap();
+            std::fs::write(root.join("broken/state.json"), "{\"schemaVersion\": 1, \"id\": tru").unwrap();
+            std::fs::create_dir(root.join("leftover")).unwrap();
+            std::fs::create_dir(root.join("not an id")).unwrap();
+        },
+        &[],
+    )
+    .await;
+    let containers = daemon
+        .client()
+        .await
+        .list_containers(proto::ListContainersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    let summary: Vec<_> = containers.iter().map(|c| (c.id.as_str(), c.status())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("broken", ContainerStatus::Unknown),
+            ("created", ContainerStatus::Created),
+            ("reused", ContainerStatus::Stopped),
+            ("running", ContainerStatus::Running),
+            ("stopped", ContainerStatus::Stopped),
+        ]
+    );
+    let running = &containers[3];
+    assert_eq!(running.pid, pid as u32);
+    assert_eq!(running.bundle, "/bundles/running");
+    assert_eq!(running.annotations.get("k").map(String::as_str), Some("v"));
+    assert_eq!(running.created_at.as_ref().unwrap().seconds, 1767323045);
+    assert!(containers[0].status_reason.contains("state.json"), "{}", containers[0].status_reason);
+    assert_eq!(containers[4].exit_status.as_ref().unwrap().code, 3);
+
+    let got = daemon
+        .client()
+        .await
+        .get_container(proto::GetContainerRequest { id: "running".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(&got, running);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+const INVALID_IDS: &[&str] = &["", ".", "..", "a/b", "../victim", "/etc", "a b", "a\0b", "é", "x,y", "a\nb"];
+
+#[tokio::test]
+async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
+    let daemon = Daemon::start().await;
+    // A directory next to the root that "../victim" would name if it were used as a path.
+    let victim = daemon.dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let long = "x".repeat(256);
+    let mut client = daemon.client().await;
+    for id in INVALID_IDS.iter().copied().chain([long.as_str()]) {
+        let id = id.to_string();
+        let codes = [
+            client
+                .create_container(proto::CreateContainerRequest {
+                    id: id.clone(),
+                    bundle: "/nonexistent".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            client.start_container(proto::StartContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client
+                .kill_container(proto::KillContainerRequest {
+                    id: id.clone(),
+                    signal: 9,
+                    all: false,
+                })
+                .await
+                .unwrap_err(),
+            client.pause_container(proto::PauseContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client.resume_container(proto::ResumeContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client
+                .delete_container(proto::DeleteContainerRequest {
+                    id: id.clone(),
+                    force: false,
+                })
+                .await
+                .unwrap_err(),
+            client
+                .delete_container(proto::DeleteContainerRequest {
+                    id: id.clone(),
+                    force: true,
+                })
+                .await
+                .unwrap_err(),
+            client.get_container(proto::GetContainerRequest { id: id.clone() }).await.unwrap_err(),
+        ];
+        for status in codes {
+            assert_eq!(status.code(), Code::InvalidArgument, "{id:?}: {status:?}");
+            assert!(status.message().contains("invalid container ID format"), "{}", status.message());
+        }
+        // WatchEvents takes an optional id filter, validated the same way when given.
+        if !id.is_empty() {
+            let status = client
+                .watch_events(proto::WatchEventsRequest {
+                    id: id.clone(),
+                    types: vec![],
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{id:?}");
+        }
+    }
+    assert!(victim.is_dir(), "an invalid id reached the file system");
+}
+
+#[tokio::test]
+async fn d4_leftover_dir_removed_then_not_found() {
+    let daemon = Daemon::start_with(
+        |root| {
+            std::fs::create_dir_all(root.join("half-made/sub")).unwrap();
+            std::fs::write(root.join("half-made/sub/file"), "x").unwrap();
+        },
+        &[],
+    )
+    .await;
+    let status = daemon
+        .client()
+        .await
+        .delete_container(proto::DeleteContainerRequest {
+            id: "half-made".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("container does not exist"), "{}", status.message());
+    assert!(status.message().contains("half-made"), "{}", status.message());
+    assert!(!daemon.root.join("half-made").exists());
+}
+
+#[tokio::test]
+async fn d4_force_removes_leftover_dir_and_succeeds() {
+    let daemon = Daemon::start_with(|root| std::fs::create_dir(root.join("half-made")).unwrap(), &[]).await;
+    let mut client = daemon.client().await;
+    for id in ["half-made", "never-existed"] {
+        let response = client
+            .delete_container(proto::DeleteContainerRequest {
+                id: id.into(),
+                force: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.container, None);
+        assert!(response.warnings.is_empty());
+    }
+    assert!(!daemon.root.join("half-made").exists());
+}
+
+#[tokio::test]
+async fn d18_deleting_a_stopped_container_removes_its_state_and_emits_deleted() {
+    let daemon = Daemon::start_with(|root| write_state(root, "old", ""), &[]).await;
+    let mut client = daemon.client().await;
+    let mut events = client
+        .watch_events(proto::WatchEventsRequest {
+            id: "old".into(),
+            types: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let response = client
+        .delete_container(proto::DeleteContainerRequest {
+            id: "old".into(),
+            force: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let last = response.container.unwrap();
+    assert_eq!((last.id.as_str(), last.status()), ("old", ContainerStatus::Stopped));
+    assert!(!daemon.root.join("old").exists());
+    let event = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("deleted event within 5s")
+        .unwrap()
+        .unwrap();
+    assert_eq!((event.r#type(), event.id.as_str()), (proto::EventType::Deleted, "old"));
+    let status = client
+        .get_container(proto::GetContainerRequest { id: "old".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn d5_unreadable_state_is_not_deleted_without_force() {
+    let daemon = Daemon::start_with(
+        |root| {
+            std::fs::create_dir(root.join("broken")).unwrap();
+            std::fs::write(root.join("broken/state.json"), "garbage").unwrap();
+        },
+        &[],
+    )
+    .await;
+    let status = daemon
+        .client()
+        .await
+        .delete_container(proto::DeleteContainerRequest {
+            id: "broken".into(),
+            force: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert!(status.message().contains("broken/state.json"), "{}", status.message());
+    assert!(daemon.root.join("broken/state.json").exists());
+}
+
+#[tokio::test]
+async fn cli_exit_codes_and_messages() {
+    let daemon = Daemon::start_with(|root| write_state(root, "old", ""), &[]).await;
+
+    let missing = daemon.cli(&["delete", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("container does not exist: nope"), "{}", stderr(&missing));
+    assert!(stdout(&missing).is_empty());
+
+    let forced = daemon.cli(&["delete", "--force", "nope"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
+    assert!(stdout(&forced).is_empty() && stderr(&forced).is_empty());
+
+    let invalid = daemon.cli(&["state", "a/b"]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(stderr(&invalid).contains("invalid container ID format"), "{}", stderr(&invalid));
+
+    let state = daemon.cli(&["state", "old"]);
+    assert_eq!(state.status.code(), Some(0), "{}", stderr(&state));
+    let json: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(json["id"], "old");
+    assert_eq!(json["status"], "stopped");
+    assert_eq!(json["bundle"], "/bundles/old");
+
+    let table = stdout(&daemon.cli(&["list"]));
+    let lines: Vec<_> = table.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("STATUS"), "{table}");
+    assert!(lines[1].starts_with("old ") && lines[1].contains("stopped"), "{table}");
+    let listed: serde_json::Value = serde_json::from_slice(&daemon.cli(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(listed[0]["id"], "old");
+
+    let deleted = daemon.cli(&["delete", "old"]);
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert!(stdout(&deleted).is_empty());
+
+    assert_eq!(daemon.cli(&["health"]).status.code(), Some(0));
+    let unknown_service = daemon.cli(&["health", "--service", "no.such.Service"]);
+    assert_eq!(unknown_service.status.code(), Some(3));
+    let unreachable = Command::new(BERTH)
+        .args(["--socket", "/nonexistent/berth.sock", "health"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    let unreachable = Command::new(BERTH)
+        .args(["--socket", "/nonexistent/berth.sock", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(stderr(&unreachable).contains("cannot connect"), "{}", stderr(&unreachable));
+
+    let env_socket = Command::new(BERTH)
+        .arg("list")
+        .env("BERTH_SOCKET", &daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(env_socket.status.code(), Some(0), "{}", stderr(&env_socket));
+}
+
+#[tokio::test]
+async fn python_grpcio_client_works_through_reflection() {
+    let daemon = Daemon::start_with(|root| write_state(root, "old", ""), &[]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/reflection_client.py");
+    let output = Command::new("python3").arg(script).arg(&daemon.socket).output().unwrap();
+    assert!(
+        output.status.success(),
+        "python client failed:\n{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let out = stdout(&output);
+    assert!(out.contains("services: berth.v1.ContainerService"), "{out}");
+    assert!(out.contains("grpc.health.v1.Health"), "{out}");
+    assert!(out.contains("grpc.reflection.v1.ServerReflection"), "{out}");
+    assert!(out.contains("grpc.reflection.v1alpha.ServerReflection"), "{out}");
+    assert!(out.contains("containers: old"), "{out}");
+    assert!(out.contains("health: SERVING"), "{out}");
+}
+
+#[tokio::test]
+async fn socket_is_private_and_a_second_daemon_on_a_live_socket_refuses_to_start() {
+    let daemon = Daemon::start().await;
+    let mode = std::fs::metadata(&daemon.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & !0o660, 0, "socket mode {mode:o}");
+
+    let other_root = daemon.dir.path().join("other-root");
+    let second = Command::new(BERTHD)
+        .arg("--root")
+        .arg(&other_root)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(stderr(&second).contains("another berthd is serving on"), "{}", stderr(&second));
+    assert!(!other_root.exists(), "the refused daemon touched its root");
+
+    let same_root = Command::new(BERTHD)
+        .arg("--root")
+        .arg(&daemon.root)
+        .arg("--socket")
+        .arg(daemon.dir.path().join("run/other.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(same_root.status.code(), Some(1));
+    assert!(stderr(&same_root).contains("another berthd uses the state root"), "{}", stderr(&same_root));
+    assert_eq!(daemon.health("").await.unwrap(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn world_writable_socket_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = Command::new(BERTHD)
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--socket")
+        .arg(open_dir.join("berth.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("world-writable"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn sigterm_stops_serving_and_removes_the_socket_and_a_stale_socket_is_replaced() {
+    let mut daemon = Daemon::start().await;
+    let status = daemon.terminate().await;
+    assert!(status.success(), "berthd exited with {status}:\n{}", daemon.logs());
+    assert!(!daemon.logs().contains("did not finish in time"), "{}", daemon.logs());
+    assert!(!daemon.socket.exists());
+
+    // A socket file nobody listens on, as a crashed daemon leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&daemon.socket).unwrap());
+    assert!(daemon.socket.exists());
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    assert!(daemon.logs().contains("replacing stale socket"));
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_event_streams() {
+    let mut daemon = Daemon::start().await;
+    let mut events = daemon
+        .client()
+        .await
+        .watch_events(proto::WatchEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{}", daemon.logs());
+    assert!(
+        !daemon.logs().contains("did not finish in time"),
+        "shutdown waited for the stream:\n{}",
+        daemon.logs()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), events.message()).await.expect("stream ended");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+}
