@@ -10,13 +10,20 @@ use berth::proto::{self, container_service_client::ContainerServiceClient};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Manage containers through berthd")]
 struct Cli {
     /// berthd's Unix socket.
-    #[arg(long, env = "BERTH_SOCKET", default_value = "/run/berth/berth.sock", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_SOCKET",
+        default_value = "/run/berth/berth.sock",
+        global = true
+    )]
     socket: PathBuf,
 
     #[command(subcommand)]
@@ -94,7 +101,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("berth: cannot start the async runtime: {e}");
@@ -107,7 +117,12 @@ fn main() -> ExitCode {
         rpc_timeout,
     } = &cli.command
     {
-        return ExitCode::from(runtime.block_on(health(&cli.socket, service, *connect_timeout, *rpc_timeout)));
+        return ExitCode::from(runtime.block_on(health(
+            &cli.socket,
+            service,
+            *connect_timeout,
+            *rpc_timeout,
+        )));
     }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,7 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stderr,
             id,
         } => {
-            let bundle = std::path::absolute(&bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+            let bundle = std::path::absolute(&bundle)
+                .with_context(|| format!("bundle {}", bundle.display()))?;
             let path_text = |path: Option<PathBuf>| -> anyhow::Result<String> {
                 Ok(match path {
                     Some(path) => std::path::absolute(&path)?.to_string_lossy().into_owned(),
@@ -159,17 +175,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
         }
         Command::Start { id } => {
-            client.start_container(proto::StartContainerRequest { id }).await?;
+            client
+                .start_container(proto::StartContainerRequest { id })
+                .await?;
         }
         Command::Kill { id, signal, all } => {
             let signal = parse_signal(&signal)?;
-            client.kill_container(proto::KillContainerRequest { id, signal, all }).await?;
+            client
+                .kill_container(proto::KillContainerRequest { id, signal, all })
+                .await?;
         }
         Command::Pause { id } => {
-            client.pause_container(proto::PauseContainerRequest { id }).await?;
+            client
+                .pause_container(proto::PauseContainerRequest { id })
+                .await?;
         }
         Command::Resume { id } => {
-            client.resume_container(proto::ResumeContainerRequest { id }).await?;
+            client
+                .resume_container(proto::ResumeContainerRequest { id })
+                .await?;
         }
         Command::Delete { force, id } => {
             let response = client
@@ -224,7 +248,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// grpc_health_probe's contract: 0 serving, 2 connection failed, 3 RPC failed, 4 not serving.
-async fn health(socket: &std::path::Path, service: &str, connect_timeout: Duration, rpc_timeout: Duration) -> u8 {
+async fn health(
+    socket: &std::path::Path,
+    service: &str,
+    connect_timeout: Duration,
+    rpc_timeout: Duration,
+) -> u8 {
     let channel = match endpoint(socket) {
         Ok(endpoint) => endpoint.connect_timeout(connect_timeout).connect().await,
         Err(e) => {
@@ -235,7 +264,10 @@ async fn health(socket: &std::path::Path, service: &str, connect_timeout: Durati
     let channel = match channel {
         Ok(channel) => channel,
         Err(e) => {
-            eprintln!("berth: cannot connect to berthd at {}: {e}", socket.display());
+            eprintln!(
+                "berth: cannot connect to berthd at {}: {e}",
+                socket.display()
+            );
             return 2;
         }
     };
@@ -254,7 +286,11 @@ async fn health(socket: &std::path::Path, service: &str, connect_timeout: Durati
             }
         }
         Err(status) => {
-            eprintln!("berth: health check failed: {}: {}", status.code(), status.message());
+            eprintln!(
+                "berth: health check failed: {}: {}",
+                status.code(),
+                status.message()
+            );
             3
         }
     }
@@ -266,7 +302,11 @@ fn parse_signal(text: &str) -> anyhow::Result<u32> {
         return Ok(number);
     }
     let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     match nix::sys::signal::Signal::from_str(&name) {
         Ok(signal) => Ok(signal as u32),
         Err(_) => bail!("unknown signal {text:?}"),
@@ -338,13 +378,21 @@ fn print_table(containers: &[proto::Container]) {
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
 }
 
 fn event_line(event: &proto::Event, json: bool) -> String {
-    let kind = event.r#type().as_str_name().trim_start_matches("EVENT_TYPE_").to_ascii_lowercase();
+    let kind = event
+        .r#type()
+        .as_str_name()
+        .trim_start_matches("EVENT_TYPE_")
+        .to_ascii_lowercase();
     let at = time_text(&event.timestamp).unwrap_or_default();
     if json {
         return json!({
@@ -370,4 +418,3 @@ fn event_line(event: &proto::Event, json: bool) -> String {
     }
     line
 }
-

@@ -7,7 +7,7 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    container::{self, Snapshot},
+    container::{self, CreateRequest, Snapshot},
     error::Error,
     events::{self, EventKind},
     id::ContainerId,
@@ -33,11 +33,23 @@ impl Api {
 fn to_status(error: Error) -> Status {
     let message = error.to_string();
     match error {
-        Error::InvalidId(_) => Status::invalid_argument(message),
-        Error::NotFound { .. } => Status::not_found(message),
+        Error::InvalidId(_)
+        | Error::InvalidBundle { .. }
+        | Error::Unsupported { .. }
+        | Error::InvalidSignal(_)
+        | Error::InitFailed {
+            caller_error: true, ..
+        } => Status::invalid_argument(message),
+        Error::NotFound { .. } | Error::BundleNotFound { .. } => Status::not_found(message),
         Error::AlreadyExists { .. } => Status::already_exists(message),
-        Error::IncorrectStatus { .. } | Error::NotStopped { .. } => Status::failed_precondition(message),
-        Error::CorruptState { .. } | Error::Io { .. } => Status::internal(message),
+        Error::IncorrectStatus { .. } | Error::NotStopped { .. } | Error::Unavailable { .. } => {
+            Status::failed_precondition(message)
+        }
+        Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
+        Error::CorruptState { .. }
+        | Error::Io { .. }
+        | Error::Destroy { .. }
+        | Error::InitFailed { .. } => Status::internal(message),
     }
 }
 
@@ -45,8 +57,12 @@ fn parse_id(raw: &str) -> Result<ContainerId, Status> {
     ContainerId::parse(raw).map_err(to_status)
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet"))
+/// Logs a failed call where the error is decided, then maps it.
+fn failed(what: &'static str) -> impl Fn(Error) -> Status {
+    move |error| {
+        tracing::warn!(error = %error, "{what} failed");
+        to_status(error)
+    }
 }
 
 impl From<container::Status> for proto::ContainerStatus {
@@ -123,7 +139,10 @@ struct EventFilter {
 impl EventFilter {
     fn matches(&self, event: &events::Event) -> bool {
         (self.id.is_empty() || self.id == event.id)
-            && (self.types.is_empty() || self.types.contains(&proto::EventType::from(event.kind).into()))
+            && (self.types.is_empty()
+                || self
+                    .types
+                    .contains(&proto::EventType::from(event.kind).into()))
     }
 }
 
@@ -136,8 +155,22 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::CreateContainerRequest>,
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
-        parse_id(&request.get_ref().id)?;
-        Err(not_yet("CreateContainer"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let path = |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
+        let create = CreateRequest {
+            bundle: std::path::PathBuf::from(&request.bundle),
+            stdout: path(request.stdout_path),
+            stderr: path(request.stderr_path),
+        };
+        let snapshot = self
+            .registry
+            .create(&id, create)
+            .await
+            .map_err(failed("create"))?;
+        Ok(Response::new(proto::CreateContainerResponse {
+            container: Some(snapshot.into()),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -145,8 +178,14 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::StartContainerRequest>,
     ) -> Result<Response<proto::StartContainerResponse>, Status> {
-        parse_id(&request.get_ref().id)?;
-        Err(not_yet("StartContainer"))
+        let id = parse_id(&request.get_ref().id)?;
+        let (snapshot, warnings) = self.registry.start(&id).await.map_err(failed("start"))?;
+        for warning in warnings {
+            tracing::warn!(warning, "start warning");
+        }
+        Ok(Response::new(proto::StartContainerResponse {
+            container: Some(snapshot.into()),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -154,8 +193,13 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::KillContainerRequest>,
     ) -> Result<Response<proto::KillContainerResponse>, Status> {
-        parse_id(&request.get_ref().id)?;
-        Err(not_yet("KillContainer"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        self.registry
+            .kill(&id, request.signal, request.all)
+            .await
+            .map_err(failed("kill"))?;
+        Ok(Response::new(proto::KillContainerResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -163,8 +207,9 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::PauseContainerRequest>,
     ) -> Result<Response<proto::PauseContainerResponse>, Status> {
-        parse_id(&request.get_ref().id)?;
-        Err(not_yet("PauseContainer"))
+        let id = parse_id(&request.get_ref().id)?;
+        self.registry.pause(&id).await.map_err(failed("pause"))?;
+        Ok(Response::new(proto::PauseContainerResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -172,8 +217,9 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::ResumeContainerRequest>,
     ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
-        parse_id(&request.get_ref().id)?;
-        Err(not_yet("ResumeContainer"))
+        let id = parse_id(&request.get_ref().id)?;
+        self.registry.resume(&id).await.map_err(failed("resume"))?;
+        Ok(Response::new(proto::ResumeContainerResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, force = request.get_ref().force))]
@@ -183,10 +229,11 @@ impl ContainerService for Api {
     ) -> Result<Response<proto::DeleteContainerResponse>, Status> {
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        let outcome = self.registry.delete(&id, request.force).await.map_err(|e| {
-            tracing::warn!(error = %e, "delete failed");
-            to_status(e)
-        })?;
+        let outcome = self
+            .registry
+            .delete(&id, request.force)
+            .await
+            .map_err(failed("delete"))?;
         for warning in &outcome.warnings {
             tracing::warn!(warning, "delete warning");
         }
@@ -213,7 +260,13 @@ impl ContainerService for Api {
         &self,
         _request: Request<proto::ListContainersRequest>,
     ) -> Result<Response<proto::ListContainersResponse>, Status> {
-        let containers = self.registry.list().await.into_iter().map(Into::into).collect();
+        let containers = self
+            .registry
+            .list()
+            .await
+            .into_iter()
+            .map(Into::into)
+            .collect();
         Ok(Response::new(proto::ListContainersResponse { containers }))
     }
 

@@ -2,7 +2,11 @@
 use std::{path::PathBuf, time::Duration};
 
 #[derive(Clone, Debug, clap::Parser)]
-#[command(name = "berthd", version, about = "berth's container-management daemon")]
+#[command(
+    name = "berthd",
+    version,
+    about = "berth's container-management daemon"
+)]
 pub struct Config {
     /// State root: one directory per container, holding its state.json.
     #[arg(long, default_value = "/run/berth")]
@@ -20,6 +24,23 @@ pub struct Config {
     /// `berth=debug`.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    /// Cgroup under which containers without an absolute `linux.cgroupsPath` are placed, in
+    /// every hierarchy.
+    #[arg(long, default_value = "berth")]
+    pub cgroup_parent: PathBuf,
+
+    /// Where the resctrl file system (Intel RDT) is mounted.
+    #[arg(long, default_value = "/sys/fs/resctrl")]
+    pub resctrl_root: PathBuf,
+
+    /// How many rounds a kill waits for a container's init to exit (delete.md D8).
+    #[arg(long, default_value_t = 100)]
+    pub kill_wait_rounds: u32,
+
+    /// How long one such round lasts at most; it ends early when the init exits.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+    pub kill_wait_round: Duration,
 
     /// How long a shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]

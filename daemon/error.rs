@@ -23,6 +23,37 @@ pub enum Error {
         status: Status,
     },
 
+    #[error("bundle {}: {reason}", path.display())]
+    InvalidBundle { path: PathBuf, reason: String },
+
+    #[error("bundle {}: {reason}", path.display())]
+    BundleNotFound { path: PathBuf, reason: String },
+
+    /// A config.json field berth does not implement; refused rather than ignored.
+    #[error("{field} is not supported by berth")]
+    Unsupported { field: String },
+
+    #[error("invalid signal {0}: must be 1 to 64")]
+    InvalidSignal(u32),
+
+    #[error("container {id}: {reason}")]
+    Unavailable { id: String, reason: String },
+
+    /// The helper or the container's init reported a failure while creating.
+    #[error("container {id}: creating the init failed: {message}")]
+    InitFailed {
+        id: String,
+        message: String,
+        /// The cause is in the request (a missing executable, a bad mount source).
+        caller_error: bool,
+    },
+
+    #[error("container init still running: {id}")]
+    InitStillRunning { id: String },
+
+    #[error("unable to destroy container: {id}: {cause}")]
+    Destroy { id: String, cause: Box<Error> },
+
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
 
@@ -46,6 +77,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Attaches what was being done, and to which path, to an `io::Error`.
 pub trait IoContext<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(std::io::Error::from).context(context)
+    }
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {

@@ -52,7 +52,13 @@ impl Default for Events {
 }
 
 impl Events {
-    pub fn publish(&self, kind: EventKind, id: &str, exit: Option<ExitRecord>, warnings: Vec<String>) {
+    pub fn publish(
+        &self,
+        kind: EventKind,
+        id: &str,
+        exit: Option<ExitRecord>,
+        warnings: Vec<String>,
+    ) {
         let mut next = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner());
         let event = Event {
             sequence: *next,

@@ -12,10 +12,8 @@ pub struct ContainerId(String);
 impl ContainerId {
     pub fn parse(raw: &str) -> Result<Self> {
         let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.');
-        let valid = (1..=255).contains(&raw.len())
-            && raw.bytes().all(allowed)
-            && raw != "."
-            && raw != "..";
+        let valid =
+            (1..=255).contains(&raw.len()) && raw.bytes().all(allowed) && raw != "." && raw != "..";
         if valid {
             Ok(Self(raw.to_owned()))
         } else {

@@ -8,10 +8,14 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod hooks;
 pub mod id;
+pub mod init;
 pub mod process;
+pub mod rdt;
 pub mod registry;
 pub mod server;
+pub mod spawn;
 pub mod state;
 
 /// Code generated from `proto/berth/v1/berth.proto`.

@@ -7,6 +7,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // The container-init helper: decided before anything else starts (no threads, no
+    // runtime), since it forks.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == berth::spawn::INIT_ARG)
+    {
+        berth::init::main();
+    }
     match run(Config::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -17,8 +25,11 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("bad --log-level {:?}", config.log_level))?;
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("bad --log-level {:?}", config.log_level))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -33,6 +44,8 @@ fn run(config: Config) -> anyhow::Result<()> {
                 _ = interrupt.recv() => {}
             }
         };
-        berth::server::serve(&config, shutdown).await.map_err(Into::into)
+        berth::server::serve(&config, shutdown)
+            .await
+            .map_err(Into::into)
     })
 }

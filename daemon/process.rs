@@ -21,7 +21,9 @@ impl ProcStat {
             Ok(text) => Self::parse(&text)
                 .map(Some)
                 .ok_or_else(|| io::Error::other(format!("unexpected /proc/{pid}/stat format"))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -44,7 +46,9 @@ impl InitProcess {
     /// Alive: the pid exists, is neither a zombie nor dead, and is still the same process.
     pub fn is_alive(&self) -> bool {
         match ProcStat::read(self.pid) {
-            Ok(Some(stat)) => stat.start_time == self.start_time && !matches!(stat.state, 'Z' | 'X' | 'x'),
+            Ok(Some(stat)) => {
+                stat.start_time == self.start_time && !matches!(stat.state, 'Z' | 'X' | 'x')
+            }
             Ok(None) => false,
             // /proc unreadable for this pid (it exists but cannot be inspected): assume it
             // lives, since calling it dead would let a delete skip the kill.
@@ -104,5 +108,256 @@ mod tests {
         };
         assert!(!init.is_alive());
         drop(child.wait_with_output());
+    }
+}
+
+/// A pidfd: a handle on one process that a reused pid cannot redirect.
+#[derive(Debug)]
+pub struct Pidfd {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    pub pid: i32,
+}
+
+/// `None` when no process has this pid.
+fn pidfd_open(pid: i32) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    Ok(Some(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32)
+    }))
+}
+
+/// Blocks until the unreaped child `pid` exits or `limit` passes; true when it exited.
+/// For single-threaded code outside the runtime (the container's init).
+pub fn wait_child_exit(pid: i32, limit: std::time::Duration) -> io::Result<bool> {
+    let Some(fd) = pidfd_open(pid)? else {
+        return Ok(true);
+    };
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        if remaining.is_zero() {
+            return Ok(false);
+        }
+        let millis = u16::try_from(remaining.as_millis())
+            .unwrap_or(u16::MAX)
+            .max(1);
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Pidfd {
+    /// Opens a pidfd for `init` and checks, after opening, that the pid still belongs to the
+    /// process started at `init.start_time`; `None` when it does not (the init is gone).
+    pub fn open(init: &InitProcess) -> io::Result<Option<Self>> {
+        let Some(fd) = pidfd_open(init.pid)? else {
+            return Ok(None);
+        };
+        let pidfd = Self {
+            // SAFETY: the AsyncFd owns the fd, which is neither replaced nor closed while
+            // registered.
+            fd: unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?
+            },
+            pid: init.pid,
+        };
+        Ok(init.is_alive().then_some(pidfd))
+    }
+
+    /// Sends `signal` to exactly this process; ESRCH (already gone) is not an error.
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo, no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.get_ref().as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process has exited (a zombie counts): the kernel makes a pidfd readable then.
+    pub fn has_exited(&self) -> bool {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.fd.get_ref().as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// Resolves when the process exits, without blocking a thread.
+    pub async fn exited(&self) {
+        // readable() fails only once the runtime is shutting down; nobody waits then.
+        while let Ok(mut guard) = self.fd.readable().await {
+            if self.has_exited() {
+                return;
+            }
+            guard.clear_ready();
+        }
+    }
+}
+
+/// How a child of berthd ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code, or 128 + signal.
+    pub code: i32,
+    /// The signal that ended it, 0 if it exited.
+    pub signal: u32,
+}
+
+impl ExitStatus {
+    fn from_wait(status: WaitStatus) -> Option<(i32, Self)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Self { code, signal: 0 })),
+            WaitStatus::Signaled(pid, signal, _) => Some((
+                pid.as_raw(),
+                Self {
+                    code: 128 + signal as i32,
+                    signal: signal as u32,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+use tokio::sync::oneshot;
+
+/// Exit statuses nobody asked for yet, kept for a late `watch` (an init adopted when its
+/// helper exited may die before berthd learns its pid). Older ones are dropped.
+const UNCLAIMED_KEPT: usize = 256;
+
+/// berthd's only waiter: it is a child subreaper, so container inits (and orphans they
+/// leave) become its children, and one `waitpid(-1)` loop reaps them all and hands each
+/// status to whoever registered for that pid. Nothing else in berthd may wait for children
+/// (so no `tokio::process`, no `std::process::Child::wait`), or statuses would be stolen.
+#[derive(Default)]
+pub struct Reaper {
+    state: Mutex<ReaperState>,
+}
+
+#[derive(Default)]
+struct ReaperState {
+    waiters: HashMap<i32, oneshot::Sender<ExitStatus>>,
+    unclaimed: VecDeque<(i32, ExitStatus)>,
+}
+
+impl Reaper {
+    /// Makes berthd a child subreaper and starts reaping on SIGCHLD.
+    pub fn start() -> io::Result<Arc<Self>> {
+        nix::sys::prctl::set_child_subreaper(true)?;
+        let reaper = Arc::new(Self::default());
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let task_reaper = reaper.clone();
+        tokio::spawn(async move {
+            loop {
+                task_reaper.reap_all();
+                if sigchld.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
+        Ok(reaper)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ReaperState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reap_all(&self) {
+        // The lock is held across waitpid so a `spawn` in progress (which holds it too)
+        // registers its child before that child's status can be collected.
+        let mut state = self.state();
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => {
+                    let Some((pid, exit)) = ExitStatus::from_wait(status) else {
+                        continue;
+                    };
+                    match state.waiters.remove(&pid) {
+                        Some(waiter) => {
+                            let _ = waiter.send(exit);
+                        }
+                        None => {
+                            tracing::debug!(pid, ?exit, "reaped a process nobody waits for");
+                            if state.unclaimed.len() == UNCLAIMED_KEPT {
+                                state.unclaimed.pop_front();
+                            }
+                            state.unclaimed.push_back((pid, exit));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spawns `command` and returns the child (for its pipes; never wait on it) and its
+    /// exit status to come.
+    pub fn spawn(
+        &self,
+        command: &mut std::process::Command,
+    ) -> io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
+        let mut state = self.state();
+        let child = command.spawn()?;
+        let pid = child.id() as i32;
+        // A status kept for an earlier process with this pid is stale now.
+        state.unclaimed.retain(|(kept, _)| *kept != pid);
+        let (tx, rx) = oneshot::channel();
+        state.waiters.insert(pid, tx);
+        Ok((child, rx))
+    }
+
+    /// The exit status of `init`, which must be a child of berthd (an init adopted when its
+    /// helper exited).
+    pub fn watch(&self, init: &InitProcess) -> oneshot::Receiver<ExitStatus> {
+        let mut state = self.state();
+        let (tx, rx) = oneshot::channel();
+        let kept = state.unclaimed.iter().position(|(pid, _)| *pid == init.pid);
+        if let Some(index) = kept {
+            let (_, exit) = state.unclaimed.remove(index).expect("index is in range");
+            // A kept status belongs to this init only if the init is gone; if it lives, the
+            // status is an older process's that had the same pid.
+            if !init.is_alive() {
+                let _ = tx.send(exit);
+                return rx;
+            }
+        }
+        state.waiters.insert(init.pid, tx);
+        rx
     }
 }

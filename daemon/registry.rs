@@ -6,18 +6,18 @@
 use std::{
     collections::BTreeMap,
     fs, io,
-    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    container::{Container, Record, Snapshot},
+    container::{Container, CreateRequest, Record, Runtime, Snapshot},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
     id::ContainerId,
-    state::{ContainerState, STATE_FILE},
+    process::ExitStatus,
+    state::{ContainerState, ExitRecord, STATE_FILE},
 };
 
 /// `None` while the id is unknown: a caller holding the lock may create it; a caller that
@@ -25,9 +25,9 @@ use crate::{
 type Slot = Arc<tokio::sync::Mutex<Option<Container>>>;
 
 pub struct Registry {
-    root: PathBuf,
+    runtime: Runtime,
     slots: Mutex<BTreeMap<ContainerId, Slot>>,
-    pub events: Events,
+    pub events: Arc<Events>,
 }
 
 /// What a successful delete hands back (delete.md D17).
@@ -42,12 +42,18 @@ impl Registry {
     /// Reads every `<root>/<id>/state.json`. A directory without one is a create that died
     /// early and is left for delete (D4); a state file that does not parse is kept as an
     /// UNKNOWN container that says why (D5).
-    pub fn load(root: &Path) -> Result<Self> {
+    pub fn load(runtime: Runtime) -> Result<Self> {
+        let root = runtime.root.as_path();
         let mut slots = BTreeMap::new();
-        let entries = fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
+        let entries =
+            fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
         for entry in entries {
             let entry = entry.context(|| format!("read state root {}", root.display()))?;
-            let Some(id) = entry.file_name().to_str().and_then(|name| ContainerId::parse(name).ok()) else {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| ContainerId::parse(name).ok())
+            else {
                 continue;
             };
             let dir = entry.path();
@@ -69,19 +75,56 @@ impl Registry {
             if let Record::Corrupt { path, reason } = &record {
                 tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
             }
-            let container = Container { id: id.clone(), dir, record };
+            let container = Container::load(id.clone(), dir, record);
             slots.insert(id, Arc::new(tokio::sync::Mutex::new(Some(container))));
         }
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
-        Ok(Self {
-            root: root.to_owned(),
+        let registry = Self {
             slots: Mutex::new(slots),
-            events: Events::default(),
-        })
+            events: Arc::new(Events::default()),
+            runtime,
+        };
+        for slot in registry.slots().values() {
+            let container = slot.try_lock().expect("nobody else holds a lock yet");
+            if let Some(init) = container.as_ref().and_then(|c| c.init.clone()) {
+                // Not berthd's child (its parent was the previous berthd): the exit is seen,
+                // its status is not.
+                let exited = async move {
+                    init.exited().await;
+                    None
+                };
+                registry.watch_exit(slot.clone(), exited);
+            }
+        }
+        Ok(registry)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Records the init's exit as it happens and tells subscribers.
+    fn watch_exit(
+        &self,
+        slot: Slot,
+        exited: impl std::future::Future<Output = Option<ExitStatus>> + Send + 'static,
+    ) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let status = exited.await;
+            let record = status.map(|s| ExitRecord {
+                code: s.code,
+                signal: s.signal,
+                exited_at: std::time::SystemTime::now(),
+            });
+            let mut guard = slot.lock().await;
+            let Some(container) = guard.as_mut() else {
+                return;
+            };
+            if let Some(record) = &record {
+                if let Err(e) = container.update(|state| state.exit = Some(record.clone())) {
+                    tracing::warn!(id = %container.id, error = %e, "cannot record the exit status");
+                }
+            }
+            tracing::info!(id = %container.id, exit = ?record, "container init exited");
+            events.publish(EventKind::Exited, container.id.as_str(), record, Vec::new());
+        });
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerId, Slot>> {
@@ -95,7 +138,11 @@ impl Registry {
             let guard = slot.clone().lock_owned().await;
             // A holder that found the id gone dropped the slot from the map while this call
             // waited; start over on the current one, or two callers would own the id.
-            if self.slots().get(id).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
+            if self
+                .slots()
+                .get(id)
+                .is_some_and(|current| Arc::ptr_eq(current, &slot))
+            {
                 return Lease {
                     registry: self,
                     id: id.clone(),
@@ -108,7 +155,11 @@ impl Registry {
 
     pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
         let lease = self.lease(id).await;
-        lease.guard.as_ref().map(Container::snapshot).ok_or_else(|| Error::NotFound { id: id.to_string() })
+        lease
+            .guard
+            .as_ref()
+            .map(Container::snapshot)
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 
     /// Every known container, sorted by id.
@@ -123,6 +174,69 @@ impl Registry {
         snapshots
     }
 
+    pub async fn create(&self, id: &ContainerId, request: CreateRequest) -> Result<Snapshot> {
+        let mut lease = self.lease(id).await;
+        if lease.guard.is_some() {
+            return Err(Error::AlreadyExists { id: id.to_string() });
+        }
+        let (container, exit) = Container::create(&self.runtime, id.clone(), request).await?;
+        let snapshot = container.snapshot();
+        *lease.guard = Some(container);
+        self.watch_exit(lease.slot.clone(), async move { exit.await.ok() });
+        self.events
+            .publish(EventKind::Created, id.as_str(), None, Vec::new());
+        Ok(snapshot)
+    }
+
+    /// Runs `operation` on a known container under its lease.
+    async fn with_container<T>(
+        &self,
+        id: &ContainerId,
+        operation: impl AsyncFnOnce(&mut Container, &Runtime) -> Result<T>,
+    ) -> Result<T> {
+        let mut lease = self.lease(id).await;
+        let container = lease
+            .guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        operation(container, &self.runtime).await
+    }
+
+    pub async fn start(&self, id: &ContainerId) -> Result<(Snapshot, Vec<String>)> {
+        let result = self
+            .with_container(id, async |c: &mut Container, runtime: &Runtime| {
+                let warnings = c.start(runtime).await?;
+                Ok((c.snapshot(), warnings))
+            })
+            .await?;
+        self.events
+            .publish(EventKind::Started, id.as_str(), None, Vec::new());
+        Ok(result)
+    }
+
+    pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime| {
+            c.kill(signal, all).await
+        })
+        .await
+    }
+
+    pub async fn pause(&self, id: &ContainerId) -> Result<()> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime| c.pause().await)
+            .await?;
+        self.events
+            .publish(EventKind::Paused, id.as_str(), None, Vec::new());
+        Ok(())
+    }
+
+    pub async fn resume(&self, id: &ContainerId) -> Result<()> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime| c.resume().await)
+            .await?;
+        self.events
+            .publish(EventKind::Resumed, id.as_str(), None, Vec::new());
+        Ok(())
+    }
+
     pub async fn delete(&self, id: &ContainerId, force: bool) -> Result<DeleteOutcome> {
         let mut lease = self.lease(id).await;
         let Some(container) = lease.guard.as_mut() else {
@@ -133,24 +247,35 @@ impl Registry {
                 Err(Error::NotFound { id: id.to_string() })
             };
         };
-        let outcome = container.delete(force).await?;
+        let outcome = container.delete(&self.runtime, force).await?;
         *lease.guard = None;
-        self.events.publish(EventKind::Deleted, id.as_str(), None, outcome.warnings.clone());
+        self.events.publish(
+            EventKind::Deleted,
+            id.as_str(),
+            None,
+            outcome.warnings.clone(),
+        );
         Ok(outcome)
     }
 
     /// delete.md D4: a directory without a registry entry is what a create that died before
     /// writing state.json leaves. Failing to remove it is logged, not returned.
     async fn remove_leftover_dir(&self, id: &ContainerId) {
-        let dir = id.state_dir(&self.root);
-        let is_dir = tokio::fs::symlink_metadata(&dir).await.is_ok_and(|m| m.is_dir());
+        let dir = id.state_dir(&self.runtime.root);
+        let is_dir = tokio::fs::symlink_metadata(&dir)
+            .await
+            .is_ok_and(|m| m.is_dir());
         if !is_dir {
             return;
         }
         match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => tracing::info!(id = %id, dir = %dir.display(), "removed leftover state directory"),
+            Ok(()) => {
+                tracing::info!(id = %id, dir = %dir.display(), "removed leftover state directory")
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(id = %id, dir = %dir.display(), error = %e, "cannot remove leftover state directory"),
+            Err(e) => {
+                tracing::warn!(id = %id, dir = %dir.display(), error = %e, "cannot remove leftover state directory")
+            }
         }
     }
 }
@@ -167,7 +292,10 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if self.guard.is_none() {
             let mut slots = self.registry.slots();
-            if slots.get(&self.id).is_some_and(|current| Arc::ptr_eq(current, &self.slot)) {
+            if slots
+                .get(&self.id)
+                .is_some_and(|current| Arc::ptr_eq(current, &self.slot))
+            {
                 slots.remove(&self.id);
             }
         }

@@ -18,9 +18,12 @@ use tonic_health::ServingStatus;
 use crate::{
     api::Api,
     config::Config,
+    container::Runtime,
     error::{IoContext, Result},
+    process::Reaper,
     proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
     registry::Registry,
+    spawn::InitBinary,
 };
 
 /// Why berthd refuses to start.
@@ -46,15 +49,32 @@ const SERVICE_NAME: &str = "berth.v1.ContainerService";
 
 /// Serves until `shutdown` resolves, then stops accepting, reports NOT_SERVING, waits up to
 /// the configured grace for in-flight calls, and removes the socket.
-pub async fn serve(config: &Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+pub async fn serve(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     prepare_socket_path(&config.socket)?;
     let _root_lock = lock_root(&config.root)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::NotServing).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 
-    let registry = Arc::new(Registry::load(&config.root)?);
+    let runtime = Runtime {
+        root: config.root.clone(),
+        cgroup_parent: config.cgroup_parent.clone(),
+        resctrl_root: config.resctrl_root.clone(),
+        kill_wait_rounds: config.kill_wait_rounds,
+        kill_wait_round: config.kill_wait_round,
+        reaper: Reaper::start().context(|| "become a child subreaper".into())?,
+        init_binary: InitBinary::seal_current_exe()
+            .context(|| "copy berthd into a sealed memfd".into())?,
+    };
+    let registry = Arc::new(Registry::load(runtime)?);
 
     // Each reflection version lists every service, the other version included, so clients
     // of either see the whole API.
@@ -64,12 +84,15 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()> + Send + 
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let listener = UnixListener::bind(&config.socket).context(|| format!("bind {}", config.socket.display()))?;
+    let listener = UnixListener::bind(&config.socket)
+        .context(|| format!("bind {}", config.socket.display()))?;
     fs::set_permissions(&config.socket, fs::Permissions::from_mode(0o660))
         .context(|| format!("chmod {}", config.socket.display()))?;
 
@@ -80,8 +103,12 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()> + Send + 
         async move {
             shutdown.await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
-            health.set_service_status("", ServingStatus::NotServing).await;
-            health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health
+                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
             let _ = stopping_tx.send(true);
         }
     };
@@ -93,7 +120,9 @@ pub async fn serve(config: &Config, shutdown: impl Future<Output = ()> + Send + 
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), on_shutdown);
 
     health.set_service_status("", ServingStatus::Serving).await;
-    health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
 
     let grace = config.shutdown_grace;
@@ -122,13 +151,17 @@ fn lock_root(root: &Path) -> Result<Flock<File>, StartError> {
         .create(root)
         .context(|| format!("create state root {}", root.display()))?;
     let dir = File::open(root).context(|| format!("open state root {}", root.display()))?;
-    Flock::lock(dir, FlockArg::LockExclusiveNonblock).map_err(|_| StartError::RootInUse(root.to_owned()))
+    Flock::lock(dir, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| StartError::RootInUse(root.to_owned()))
 }
 
 /// Makes the socket's directory if needed and clears a stale socket left by a dead daemon,
 /// but never one a live daemon answers on.
 fn prepare_socket_path(socket: &Path) -> Result<(), StartError> {
-    let dir = socket.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
@@ -144,7 +177,9 @@ fn prepare_socket_path(socket: &Path) -> Result<(), StartError> {
     match fs::symlink_metadata(socket) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).context(|| format!("stat {}", socket.display()))?,
-        Ok(meta) if !meta.file_type().is_socket() => return Err(StartError::NotASocket(socket.to_owned())),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(StartError::NotASocket(socket.to_owned()))
+        }
         Ok(_) => {}
     }
     if std::os::unix::net::UnixStream::connect(socket).is_ok() {

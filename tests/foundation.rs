@@ -17,13 +17,21 @@ async fn health_reports_serving_for_the_daemon_and_the_container_service() {
         daemon.health("berth.v1.ContainerService").await.unwrap(),
         ServingStatus::Serving
     );
-    assert_eq!(daemon.health("no.such.Service").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        daemon.health("no.such.Service").await.unwrap_err().code(),
+        Code::NotFound
+    );
 }
 
 #[tokio::test]
 async fn list_on_an_empty_root_is_empty() {
     let daemon = Daemon::start().await;
-    let list = daemon.client().await.list_containers(proto::ListContainersRequest {}).await.unwrap();
+    let list = daemon
+        .client()
+        .await
+        .list_containers(proto::ListContainersRequest {})
+        .await
+        .unwrap();
     assert!(list.into_inner().containers.is_empty());
 }
 
@@ -33,17 +41,36 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
     // alive by pid and start time.
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = sleeper.id() as i32;
-    let start_time = berth::process::ProcStat::read(pid).unwrap().unwrap().start_time;
+    let start_time = berth::process::ProcStat::read(pid)
+        .unwrap()
+        .unwrap()
+        .start_time;
     let init = format!(r#""init":{{"pid":{pid},"startTime":{start_time}}}"#);
     let daemon = Daemon::start_with(
         |root| {
-            write_state(root, "running", &format!(r#"{init},"started":true,"annotations":{{"k":"v"}}"#));
+            write_state(
+                root,
+                "running",
+                &format!(r#"{init},"started":true,"annotations":{{"k":"v"}}"#),
+            );
             write_state(root, "created", &init);
             // Same pid, other start time: a reused pid, so the container is stopped.
-            write_state(root, "reused", &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#));
-            write_state(root, "stopped", r#""exit":{"code":3,"signal":0,"exitedAt":"2026-01-02T03:04:06Z"}"#);
+            write_state(
+                root,
+                "reused",
+                &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#),
+            );
+            write_state(
+                root,
+                "stopped",
+                r#""exit":{"code":3,"signal":0,"exitedAt":"2026-01-02T03:04:06Z"}"#,
+            );
             std::fs::create_dir(root.join("broken")).unwrap();
-            std::fs::write(root.join("broken/state.json"), "{\"schemaVersion\": 1, \"id\": tru").unwrap();
+            std::fs::write(
+                root.join("broken/state.json"),
+                "{\"schemaVersion\": 1, \"id\": tru",
+            )
+            .unwrap();
             std::fs::create_dir(root.join("leftover")).unwrap();
             std::fs::create_dir(root.join("not an id")).unwrap();
         },
@@ -58,7 +85,10 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
         .unwrap()
         .into_inner()
         .containers;
-    let summary: Vec<_> = containers.iter().map(|c| (c.id.as_str(), c.status())).collect();
+    let summary: Vec<_> = containers
+        .iter()
+        .map(|c| (c.id.as_str(), c.status()))
+        .collect();
     assert_eq!(
         summary,
         [
@@ -74,13 +104,19 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
     assert_eq!(running.bundle, "/bundles/running");
     assert_eq!(running.annotations.get("k").map(String::as_str), Some("v"));
     assert_eq!(running.created_at.as_ref().unwrap().seconds, 1767323045);
-    assert!(containers[0].status_reason.contains("state.json"), "{}", containers[0].status_reason);
+    assert!(
+        containers[0].status_reason.contains("state.json"),
+        "{}",
+        containers[0].status_reason
+    );
     assert_eq!(containers[4].exit_status.as_ref().unwrap().code, 3);
 
     let got = daemon
         .client()
         .await
-        .get_container(proto::GetContainerRequest { id: "running".into() })
+        .get_container(proto::GetContainerRequest {
+            id: "running".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -91,7 +127,19 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
     sleeper.wait().unwrap();
 }
 
-const INVALID_IDS: &[&str] = &["", ".", "..", "a/b", "../victim", "/etc", "a b", "a\0b", "é", "x,y", "a\nb"];
+const INVALID_IDS: &[&str] = &[
+    "",
+    ".",
+    "..",
+    "a/b",
+    "../victim",
+    "/etc",
+    "a b",
+    "a\0b",
+    "é",
+    "x,y",
+    "a\nb",
+];
 
 #[tokio::test]
 async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
@@ -112,7 +160,10 @@ async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
                 })
                 .await
                 .unwrap_err(),
-            client.start_container(proto::StartContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client
+                .start_container(proto::StartContainerRequest { id: id.clone() })
+                .await
+                .unwrap_err(),
             client
                 .kill_container(proto::KillContainerRequest {
                     id: id.clone(),
@@ -121,8 +172,14 @@ async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
                 })
                 .await
                 .unwrap_err(),
-            client.pause_container(proto::PauseContainerRequest { id: id.clone() }).await.unwrap_err(),
-            client.resume_container(proto::ResumeContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client
+                .pause_container(proto::PauseContainerRequest { id: id.clone() })
+                .await
+                .unwrap_err(),
+            client
+                .resume_container(proto::ResumeContainerRequest { id: id.clone() })
+                .await
+                .unwrap_err(),
             client
                 .delete_container(proto::DeleteContainerRequest {
                     id: id.clone(),
@@ -137,11 +194,18 @@ async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
                 })
                 .await
                 .unwrap_err(),
-            client.get_container(proto::GetContainerRequest { id: id.clone() }).await.unwrap_err(),
+            client
+                .get_container(proto::GetContainerRequest { id: id.clone() })
+                .await
+                .unwrap_err(),
         ];
         for status in codes {
             assert_eq!(status.code(), Code::InvalidArgument, "{id:?}: {status:?}");
-            assert!(status.message().contains("invalid container ID format"), "{}", status.message());
+            assert!(
+                status.message().contains("invalid container ID format"),
+                "{}",
+                status.message()
+            );
         }
         // WatchEvents takes an optional id filter, validated the same way when given.
         if !id.is_empty() {
@@ -178,14 +242,26 @@ async fn d4_leftover_dir_removed_then_not_found() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert!(status.message().contains("container does not exist"), "{}", status.message());
-    assert!(status.message().contains("half-made"), "{}", status.message());
+    assert!(
+        status.message().contains("container does not exist"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("half-made"),
+        "{}",
+        status.message()
+    );
     assert!(!daemon.root.join("half-made").exists());
 }
 
 #[tokio::test]
 async fn d4_force_removes_leftover_dir_and_succeeds() {
-    let daemon = Daemon::start_with(|root| std::fs::create_dir(root.join("half-made")).unwrap(), &[]).await;
+    let daemon = Daemon::start_with(
+        |root| std::fs::create_dir(root.join("half-made")).unwrap(),
+        &[],
+    )
+    .await;
     let mut client = daemon.client().await;
     for id in ["half-made", "never-existed"] {
         let response = client
@@ -223,14 +299,20 @@ async fn d18_deleting_a_stopped_container_removes_its_state_and_emits_deleted() 
         .unwrap()
         .into_inner();
     let last = response.container.unwrap();
-    assert_eq!((last.id.as_str(), last.status()), ("old", ContainerStatus::Stopped));
+    assert_eq!(
+        (last.id.as_str(), last.status()),
+        ("old", ContainerStatus::Stopped)
+    );
     assert!(!daemon.root.join("old").exists());
     let event = tokio::time::timeout(Duration::from_secs(5), events.message())
         .await
         .expect("deleted event within 5s")
         .unwrap()
         .unwrap();
-    assert_eq!((event.r#type(), event.id.as_str()), (proto::EventType::Deleted, "old"));
+    assert_eq!(
+        (event.r#type(), event.id.as_str()),
+        (proto::EventType::Deleted, "old")
+    );
     let status = client
         .get_container(proto::GetContainerRequest { id: "old".into() })
         .await
@@ -258,7 +340,11 @@ async fn d5_unreadable_state_is_not_deleted_without_force() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Internal);
-    assert!(status.message().contains("broken/state.json"), "{}", status.message());
+    assert!(
+        status.message().contains("broken/state.json"),
+        "{}",
+        status.message()
+    );
     assert!(daemon.root.join("broken/state.json").exists());
 }
 
@@ -268,7 +354,11 @@ async fn cli_exit_codes_and_messages() {
 
     let missing = daemon.cli(&["delete", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("container does not exist: nope"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("container does not exist: nope"),
+        "{}",
+        stderr(&missing)
+    );
     assert!(stdout(&missing).is_empty());
 
     let forced = daemon.cli(&["delete", "--force", "nope"]);
@@ -277,7 +367,11 @@ async fn cli_exit_codes_and_messages() {
 
     let invalid = daemon.cli(&["state", "a/b"]);
     assert_eq!(invalid.status.code(), Some(1));
-    assert!(stderr(&invalid).contains("invalid container ID format"), "{}", stderr(&invalid));
+    assert!(
+        stderr(&invalid).contains("invalid container ID format"),
+        "{}",
+        stderr(&invalid)
+    );
 
     let state = daemon.cli(&["state", "old"]);
     assert_eq!(state.status.code(), Some(0), "{}", stderr(&state));
@@ -288,9 +382,16 @@ async fn cli_exit_codes_and_messages() {
 
     let table = stdout(&daemon.cli(&["list"]));
     let lines: Vec<_> = table.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("STATUS"), "{table}");
-    assert!(lines[1].starts_with("old ") && lines[1].contains("stopped"), "{table}");
-    let listed: serde_json::Value = serde_json::from_slice(&daemon.cli(&["list", "--json"]).stdout).unwrap();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("old ") && lines[1].contains("stopped"),
+        "{table}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_slice(&daemon.cli(&["list", "--json"]).stdout).unwrap();
     assert_eq!(listed[0]["id"], "old");
 
     let deleted = daemon.cli(&["delete", "old"]);
@@ -310,7 +411,11 @@ async fn cli_exit_codes_and_messages() {
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(1));
-    assert!(stderr(&unreachable).contains("cannot connect"), "{}", stderr(&unreachable));
+    assert!(
+        stderr(&unreachable).contains("cannot connect"),
+        "{}",
+        stderr(&unreachable)
+    );
 
     let env_socket = Command::new(BERTH)
         .arg("list")
@@ -323,8 +428,15 @@ async fn cli_exit_codes_and_messages() {
 #[tokio::test]
 async fn python_grpcio_client_works_through_reflection() {
     let daemon = Daemon::start_with(|root| write_state(root, "old", ""), &[]).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/reflection_client.py");
-    let output = Command::new("python3").arg(script).arg(&daemon.socket).output().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/reflection_client.py"
+    );
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "python client failed:\n{}\n{}",
@@ -335,7 +447,10 @@ async fn python_grpcio_client_works_through_reflection() {
     assert!(out.contains("services: berth.v1.ContainerService"), "{out}");
     assert!(out.contains("grpc.health.v1.Health"), "{out}");
     assert!(out.contains("grpc.reflection.v1.ServerReflection"), "{out}");
-    assert!(out.contains("grpc.reflection.v1alpha.ServerReflection"), "{out}");
+    assert!(
+        out.contains("grpc.reflection.v1alpha.ServerReflection"),
+        "{out}"
+    );
     assert!(out.contains("containers: old"), "{out}");
     assert!(out.contains("health: SERVING"), "{out}");
 }
@@ -343,7 +458,11 @@ async fn python_grpcio_client_works_through_reflection() {
 #[tokio::test]
 async fn socket_is_private_and_a_second_daemon_on_a_live_socket_refuses_to_start() {
     let daemon = Daemon::start().await;
-    let mode = std::fs::metadata(&daemon.socket).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode & !0o660, 0, "socket mode {mode:o}");
 
     let other_root = daemon.dir.path().join("other-root");
@@ -355,7 +474,11 @@ async fn socket_is_private_and_a_second_daemon_on_a_live_socket_refuses_to_start
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(stderr(&second).contains("another berthd is serving on"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another berthd is serving on"),
+        "{}",
+        stderr(&second)
+    );
     assert!(!other_root.exists(), "the refused daemon touched its root");
 
     let same_root = Command::new(BERTHD)
@@ -366,7 +489,11 @@ async fn socket_is_private_and_a_second_daemon_on_a_live_socket_refuses_to_start
         .output()
         .unwrap();
     assert_eq!(same_root.status.code(), Some(1));
-    assert!(stderr(&same_root).contains("another berthd uses the state root"), "{}", stderr(&same_root));
+    assert!(
+        stderr(&same_root).contains("another berthd uses the state root"),
+        "{}",
+        stderr(&same_root)
+    );
     assert_eq!(daemon.health("").await.unwrap(), ServingStatus::Serving);
 }
 
@@ -384,15 +511,27 @@ async fn world_writable_socket_directory_is_refused() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("world-writable"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("world-writable"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
 async fn sigterm_stops_serving_and_removes_the_socket_and_a_stale_socket_is_replaced() {
     let mut daemon = Daemon::start().await;
     let status = daemon.terminate().await;
-    assert!(status.success(), "berthd exited with {status}:\n{}", daemon.logs());
-    assert!(!daemon.logs().contains("did not finish in time"), "{}", daemon.logs());
+    assert!(
+        status.success(),
+        "berthd exited with {status}:\n{}",
+        daemon.logs()
+    );
+    assert!(
+        !daemon.logs().contains("did not finish in time"),
+        "{}",
+        daemon.logs()
+    );
     assert!(!daemon.socket.exists());
 
     // A socket file nobody listens on, as a crashed daemon leaves it.
@@ -420,6 +559,8 @@ async fn sigterm_ends_open_event_streams() {
         "shutdown waited for the stream:\n{}",
         daemon.logs()
     );
-    let end = tokio::time::timeout(Duration::from_secs(5), events.message()).await.expect("stream ended");
+    let end = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("stream ended");
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 }

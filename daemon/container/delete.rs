@@ -1,12 +1,18 @@
-//! DeleteContainer, after runc's delete (shared/spec/delete.md).
+//! DeleteContainer, after runc's delete (docs/delete.md). The decision (section 4), then
+//! kill-and-wait (D7, D8), then destroy in order (D9-D14). Any failure before the state
+//! directory goes leaves the container in place, so the next delete carries on (D12).
+use std::fs;
+
 use crate::{
-    container::{Container, Record, Status},
+    cgroups,
+    container::{Container, Record, Runtime, Status},
     error::{Error, IoContext, Result},
+    hooks, rdt,
     registry::DeleteOutcome,
 };
 
 impl Container {
-    pub async fn delete(&mut self, force: bool) -> Result<DeleteOutcome> {
+    pub async fn delete(&mut self, runtime: &Runtime, force: bool) -> Result<DeleteOutcome> {
         let status = self.status();
         let snapshot = self.snapshot();
         if let Record::Corrupt { path, reason } = &self.record {
@@ -17,6 +23,11 @@ impl Container {
                     reason: reason.clone(),
                 });
             }
+            let warning = self.delete_unreadable(runtime).await?;
+            return Ok(DeleteOutcome {
+                snapshot: Some(snapshot),
+                warnings: vec![warning],
+            });
         }
         match (status, force) {
             (Status::Running | Status::Paused, false) => {
@@ -25,14 +36,122 @@ impl Container {
                     status,
                 })
             }
-            _ => {}
+            // A stopped container is destroyed as it is; force also sweeps what a dead init
+            // of a shared PID namespace left running (runc 1.2 does the same).
+            (Status::Stopped, false) => {}
+            _ => self.kill_and_wait(runtime).await?,
         }
-        tokio::fs::remove_dir_all(&self.dir)
-            .await
-            .context(|| format!("remove state directory {}", self.dir.display()))?;
+        let warnings = self.destroy(runtime).await?;
         Ok(DeleteOutcome {
             snapshot: Some(snapshot),
-            warnings: Vec::new(),
+            warnings,
         })
+    }
+
+    /// D7, D8: SIGKILL, then wait for the init to go, a round at a time; a round ends the
+    /// moment the init's pidfd reports the exit.
+    pub(super) async fn kill_and_wait(&self, runtime: &Runtime) -> Result<()> {
+        let Some(state) = self.state() else {
+            return Ok(());
+        };
+        let frozen = state.cgroup_dirs.iter().any(|dir| cgroups::is_frozen(dir));
+        if state.shares_pid_namespace {
+            cgroups::kill_all(&state.cgroup_dirs).await?;
+        } else if let Some(init) = &self.init {
+            init.signal(libc::SIGKILL)
+                .context(|| format!("kill the init of container {}", self.id))?;
+        }
+        // On cgroup v1 a frozen task never handles the SIGKILL until it is thawed.
+        if frozen {
+            cgroups::set_frozen(&state.cgroup_dirs, false).await?;
+        }
+        let Some(init) = &self.init else {
+            return Ok(());
+        };
+        for _ in 0..runtime.kill_wait_rounds {
+            if init.has_exited() {
+                return Ok(());
+            }
+            let _ = tokio::time::timeout(runtime.kill_wait_round, init.exited()).await;
+        }
+        if init.has_exited() {
+            return Ok(());
+        }
+        Err(Error::InitStillRunning {
+            id: self.id.to_string(),
+        })
+    }
+
+    /// D9-D11: everything but the state directory.
+    pub(super) async fn release_resources(&self) -> Result<()> {
+        let Some(state) = self.state() else {
+            return Ok(());
+        };
+        if state.shares_pid_namespace {
+            cgroups::kill_all(&state.cgroup_dirs).await?;
+        }
+        cgroups::remove(&state.cgroup_dirs, &state.created_cgroup_dirs).await?;
+        if let Some(group) = &state.rdt {
+            rdt::remove(group)?;
+        }
+        Ok(())
+    }
+
+    /// D9-D14. Returns the poststop hooks' warnings.
+    async fn destroy(&mut self, runtime: &Runtime) -> Result<Vec<String>> {
+        let fail = |cause: Error| Error::Destroy {
+            id: self.id.to_string(),
+            cause: Box::new(cause),
+        };
+        self.release_resources().await.map_err(fail)?;
+        let stopped_state = self.oci_state("stopped");
+        tokio::fs::remove_dir_all(&self.dir)
+            .await
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .context(|| format!("remove state directory {}", self.dir.display()))
+            .map_err(fail)?;
+        let mut warnings = Vec::new();
+        let poststop = self
+            .state()
+            .and_then(|s| s.hooks.as_ref())
+            .and_then(|h| h.poststop().clone());
+        for (index, hook) in poststop.iter().flatten().enumerate() {
+            if let Err(warning) =
+                hooks::run(&runtime.reaper, "poststop", index, hook, &stopped_state).await
+            {
+                tracing::warn!(id = %self.id, warning, "poststop hook failed");
+                warnings.push(warning);
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// D5 with force: nothing in the state file can be trusted, so the default cgroup path
+    /// and the state directory go, and the caller is told what could not be checked.
+    async fn delete_unreadable(&self, runtime: &Runtime) -> Result<String> {
+        let relative = runtime.cgroup_parent.join(self.id.as_str());
+        let (dirs, _) = cgroups::plan(&relative);
+        let existing: Vec<_> = dirs.into_iter().filter(|d| d.exists()).collect();
+        cgroups::kill_all(&existing).await?;
+        cgroups::remove(&existing, &existing)
+            .await
+            .map_err(|cause| Error::Destroy {
+                id: self.id.to_string(),
+                cause: Box::new(cause),
+            })?;
+        fs::remove_dir_all(&self.dir)
+            .context(|| format!("remove state directory {}", self.dir.display()))?;
+        Ok(format!(
+            "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
+             its processes, other cgroups, RDT group and poststop hooks could not be checked",
+            self.id,
+            relative.display()
+        ))
     }
 }

@@ -1,14 +1,34 @@
 //! A container as the daemon knows it: its state file and the status derived from the
 //! kernel on every call (delete.md section 3), never trusted from disk.
+mod create;
 mod delete;
+mod signal;
+mod start;
 
-use std::{collections::BTreeMap, fmt, path::PathBuf, time::SystemTime};
+use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
+
+pub use create::CreateRequest;
 
 use crate::{
     cgroups,
     id::ContainerId,
+    process::{Pidfd, Reaper},
+    spawn::InitBinary,
     state::{ContainerState, ExitRecord},
 };
+
+/// What container operations need from the daemon.
+pub struct Runtime {
+    pub root: PathBuf,
+    /// Relative container cgroup paths live under this, in every hierarchy.
+    pub cgroup_parent: PathBuf,
+    pub resctrl_root: PathBuf,
+    /// delete.md D8: how many rounds of how long a kill waits for the init to go.
+    pub kill_wait_rounds: u32,
+    pub kill_wait_round: Duration,
+    pub reaper: Arc<Reaper>,
+    pub init_binary: InitBinary,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -37,7 +57,10 @@ impl fmt::Display for Status {
 pub enum Record {
     Valid(ContainerState),
     /// state.json exists but does not parse (delete.md D5).
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -45,6 +68,9 @@ pub struct Container {
     pub id: ContainerId,
     pub dir: PathBuf,
     pub record: Record,
+    /// Held from the moment the init's identity is known (delete.md D6); `None` once it is
+    /// gone or when there never was one.
+    pub init: Option<Arc<Pidfd>>,
 }
 
 /// A point-in-time view of a container, for callers and events.
@@ -61,6 +87,41 @@ pub struct Snapshot {
 }
 
 impl Container {
+    /// A container loaded from its state directory; the init is looked up by pid and start
+    /// time and held by a pidfd from then on.
+    pub fn load(id: ContainerId, dir: PathBuf, record: Record) -> Self {
+        let init = match &record {
+            Record::Valid(ContainerState {
+                init: Some(init), ..
+            }) => match Pidfd::open(init) {
+                Ok(pidfd) => pidfd.map(Arc::new),
+                Err(e) => {
+                    tracing::warn!(id = %id, pid = init.pid, error = %e, "cannot open a pidfd for the init");
+                    None
+                }
+            },
+            _ => None,
+        };
+        Self {
+            id,
+            dir,
+            record,
+            init,
+        }
+    }
+
+    /// The state of a container whose record is valid; callers check `Record` first.
+    pub fn state(&self) -> Option<&ContainerState> {
+        match &self.record {
+            Record::Valid(state) => Some(state),
+            Record::Corrupt { .. } => None,
+        }
+    }
+
+    fn init_alive(&self) -> bool {
+        self.init.as_ref().is_some_and(|pidfd| !pidfd.has_exited())
+    }
+
     /// First match wins: frozen, then init gone, then not yet started, else running.
     pub fn status(&self) -> Status {
         let Record::Valid(state) = &self.record else {
@@ -69,16 +130,41 @@ impl Container {
         if state.cgroup_dirs.iter().any(|dir| cgroups::is_frozen(dir)) {
             return Status::Paused;
         }
-        match state.init {
-            Some(init) if init.is_alive() => {
-                if state.started {
-                    Status::Running
-                } else {
-                    Status::Created
-                }
-            }
-            _ => Status::Stopped,
+        match (self.init_alive(), state.started) {
+            (false, _) => Status::Stopped,
+            (true, false) => Status::Created,
+            (true, true) => Status::Running,
         }
+    }
+
+    /// The OCI state JSON hooks get on stdin.
+    pub fn oci_state(&self, status: &str) -> String {
+        let state = self.state();
+        let mut json = serde_json::json!({
+            "ociVersion": oci_spec::runtime::VERSION,
+            "id": self.id.as_str(),
+            "status": status,
+            "bundle": state.map(|s| s.bundle.clone()).unwrap_or_default(),
+            "annotations": state.map(|s| s.annotations.clone()).unwrap_or_default(),
+        });
+        if status != "stopped" {
+            if let Some(init) = state.and_then(|s| s.init) {
+                json["pid"] = init.pid.into();
+            }
+        }
+        json.to_string()
+    }
+
+    /// Persists a state change; the in-memory record follows only if the write succeeded.
+    pub fn update(&mut self, change: impl FnOnce(&mut ContainerState)) -> crate::error::Result<()> {
+        let Record::Valid(state) = &self.record else {
+            return Ok(());
+        };
+        let mut next = state.clone();
+        change(&mut next);
+        next.save(&self.dir)?;
+        self.record = Record::Valid(next);
+        Ok(())
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -10,7 +10,9 @@ use std::{
 
 use berth::proto::container_service_client::ContainerServiceClient;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -49,7 +51,11 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self, extra_args: &[&str]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(BERTHD)
             .arg("--root")
             .arg(&self.root)
@@ -77,9 +83,16 @@ impl Daemon {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("berthd exited with {status} before serving:\n{}", self.logs());
+                panic!(
+                    "berthd exited with {status} before serving:\n{}",
+                    self.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "berthd not serving after 20s:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "berthd not serving after 20s:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -129,9 +142,15 @@ impl Daemon {
     /// thread so the test's own client connections keep answering the daemon's shutdown.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("daemon running");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// SIGKILL, as a crash would.

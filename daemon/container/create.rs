@@ -1,0 +1,515 @@
+//! CreateContainer: from an OCI bundle to an init waiting for StartContainer.
+//!
+//! state.json is written before any kernel resource exists and updated as each is made, so
+//! a crash at any point leaves a container that delete can finish.
+use std::{
+    fs::{self, OpenOptions},
+    os::{
+        fd::AsRawFd,
+        unix::{
+            fs::{DirBuilderExt, OpenOptionsExt},
+            process::CommandExt,
+        },
+    },
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, SystemTime},
+};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    sync::oneshot,
+};
+
+use crate::{
+    cgroups,
+    container::{Container, Record, Runtime},
+    error::{Error, IoContext, Result},
+    hooks,
+    id::ContainerId,
+    process::{ExitStatus, Pidfd, ProcStat},
+    rdt,
+    spawn::{InitConfig, Proceed, Report, INIT_ARG, INIT_SOCKET_FD},
+    state::{ContainerState, InitProcess, SCHEMA_VERSION},
+};
+
+/// The FIFO the init blocks on until StartContainer (in the state directory).
+pub const EXEC_FIFO: &str = "exec.fifo";
+/// How long the helper may take between two reports before create gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct CreateRequest {
+    pub bundle: PathBuf,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+/// A bundle that passed every check that needs no kernel resource.
+struct Bundle {
+    dir: PathBuf,
+    spec: Spec,
+    rootfs: PathBuf,
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::InvalidBundle {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn unsupported(field: &str) -> Error {
+    Error::Unsupported {
+        field: field.into(),
+    }
+}
+
+fn load_bundle(dir: &Path) -> Result<Bundle> {
+    if !dir.is_absolute() {
+        return Err(invalid(dir, "the bundle path must be absolute"));
+    }
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(invalid(dir, "not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::BundleNotFound {
+                path: dir.to_owned(),
+                reason: "no such directory".into(),
+            })
+        }
+        Err(e) => return Err(invalid(dir, e.to_string())),
+    }
+    let config = dir.join("config.json");
+    let bytes = fs::read(&config).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::BundleNotFound {
+            path: dir.to_owned(),
+            reason: "config.json not found".into(),
+        },
+        _ => invalid(&config, e.to_string()),
+    })?;
+    let mut spec: Spec = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&config, format!("invalid config.json: {e}")))?;
+    check_supported(&spec, &config)?;
+
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid(&config, "config.json has no root"))?;
+    let rootfs = dir.join(root.path());
+    let rootfs = match fs::canonicalize(&rootfs) {
+        Ok(path) if path.is_dir() => path,
+        Ok(path) => {
+            return Err(invalid(
+                &config,
+                format!("root.path {} is not a directory", path.display()),
+            ))
+        }
+        Err(_) => {
+            return Err(Error::BundleNotFound {
+                path: dir.to_owned(),
+                reason: format!("root.path {} does not exist", rootfs.display()),
+            })
+        }
+    };
+    // Relative bind sources are relative to the bundle; the init runs elsewhere.
+    if let Some(mounts) = spec.mounts_mut() {
+        for mount in mounts.iter_mut() {
+            if let Some(source) = mount.source().clone().filter(|s| s.is_relative()) {
+                let is_bind = mount.typ().as_deref() == Some("bind")
+                    || mount
+                        .options()
+                        .iter()
+                        .flatten()
+                        .any(|o| o == "bind" || o == "rbind");
+                if is_bind {
+                    mount.set_source(Some(dir.join(source)));
+                }
+            }
+        }
+    }
+    Ok(Bundle {
+        dir: dir.to_owned(),
+        spec,
+        rootfs,
+    })
+}
+
+/// Anything berth cannot honour yet is refused by name, never silently ignored.
+fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
+    if !spec.version().starts_with("1.") {
+        return Err(invalid(
+            config,
+            format!("ociVersion {} is not 1.x", spec.version()),
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid(config, "config.json has no process"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(invalid(config, "process.args is empty"));
+    }
+    if process.terminal().unwrap_or(false) {
+        return Err(unsupported("process.terminal"));
+    }
+    if process.apparmor_profile().is_some() {
+        return Err(unsupported("process.apparmorProfile"));
+    }
+    if process.selinux_label().is_some() {
+        return Err(unsupported("process.selinuxLabel"));
+    }
+    if process.io_priority().is_some() {
+        return Err(unsupported("process.ioPriority"));
+    }
+    if process.scheduler().is_some() {
+        return Err(unsupported("process.scheduler"));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid(config, "config.json has no linux section"))?;
+    if linux.seccomp().is_some() {
+        return Err(unsupported("linux.seccomp"));
+    }
+    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
+        return Err(unsupported("linux.uidMappings/gidMappings"));
+    }
+    if linux.mount_label().is_some() {
+        return Err(unsupported("linux.mountLabel"));
+    }
+    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(unsupported("linux.sysctl"));
+    }
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality"));
+    }
+    for namespace in linux.namespaces().iter().flatten() {
+        match namespace.typ() {
+            LinuxNamespaceType::User => return Err(unsupported("linux.namespaces: user")),
+            LinuxNamespaceType::Time => return Err(unsupported("linux.namespaces: time")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn shares_pid_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    // Joining another PID namespace by path shares it too: killing this init does not
+    // take the rest down.
+    !namespaces
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+}
+
+fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
+    match path {
+        None => Ok(Stdio::null()),
+        Some(path) if !path.is_absolute() => {
+            Err(invalid(path, format!("{what} path must be absolute")))
+        }
+        Some(path) => {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(path)
+                .map_err(|e| invalid(path, format!("cannot open {what}: {e}")))?;
+            Ok(file.into())
+        }
+    }
+}
+
+impl Container {
+    /// Creates the container and returns it with the init's exit status to come.
+    pub async fn create(
+        runtime: &Runtime,
+        id: ContainerId,
+        request: CreateRequest,
+    ) -> Result<(Self, oneshot::Receiver<ExitStatus>)> {
+        let bundle = load_bundle(&request.bundle)?;
+        let stdout = open_output(&request.stdout, "stdout")?;
+        let stderr = open_output(&request.stderr, "stderr")?;
+        let linux = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .expect("checked by load_bundle");
+        let cgroup_path = cgroups::relative_path(
+            linux.cgroups_path().as_deref(),
+            &runtime.cgroup_parent,
+            id.as_str(),
+        )
+        .map_err(|reason| invalid(&bundle.dir, format!("linux.cgroupsPath: {reason}")))?;
+        let rdt = match linux.intel_rdt() {
+            Some(rdt) => Some(rdt::plan(rdt, &runtime.resctrl_root, id.as_str()).map_err(
+                |reason| Error::Unavailable {
+                    id: id.to_string(),
+                    reason,
+                },
+            )?),
+            None => None,
+        };
+        let (cgroup_dirs, created_cgroup_dirs) = cgroups::plan(&cgroup_path);
+
+        let dir = id.state_dir(&runtime.root);
+        // A directory without a registry entry is a create that died before state.json
+        // (delete.md D4): it holds nothing worth keeping.
+        if fs::symlink_metadata(&dir).is_ok() {
+            fs::remove_dir_all(&dir).context(|| format!("remove leftover {}", dir.display()))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .context(|| format!("create state directory {}", dir.display()))?;
+        let state = ContainerState {
+            schema_version: SCHEMA_VERSION,
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            created: SystemTime::now(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            init: None,
+            started: false,
+            exit: None,
+            shares_pid_namespace: shares_pid_namespace(&bundle.spec),
+            cgroup_dirs,
+            created_cgroup_dirs,
+            rdt,
+            hooks: bundle.spec.hooks().clone(),
+        };
+        if let Err(e) = state.save(&dir) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let mut container = Container {
+            id,
+            dir,
+            record: Record::Valid(state),
+            init: None,
+        };
+        match container
+            .build(runtime, &bundle, &cgroup_path, stdout, stderr)
+            .await
+        {
+            Ok(exit) => Ok((container, exit)),
+            Err(error) => {
+                tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
+                if let Err(cleanup) = container.abandon(runtime).await {
+                    tracing::error!(id = %container.id, error = %cleanup, "cannot clean up a failed create");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn build(
+        &mut self,
+        runtime: &Runtime,
+        bundle: &Bundle,
+        cgroup_path: &Path,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<oneshot::Receiver<ExitStatus>> {
+        let state = self
+            .state()
+            .expect("a new container's record is valid")
+            .clone();
+        let fifo = self.dir.join(EXEC_FIFO);
+        // Open to everyone for writing: the init may already run as its user when it opens it.
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .context(|| format!("mkfifo {}", fifo.display()))?;
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &fifo,
+            nix::sys::stat::Mode::from_bits_truncate(0o622),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .context(|| format!("chmod {}", fifo.display()))?;
+
+        cgroups::create(&state.created_cgroup_dirs)?;
+        let linux = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .expect("checked by load_bundle");
+        if let Some(resources) = linux.resources() {
+            cgroups::apply_resources(cgroup_path, resources)?;
+        }
+        cgroups::allow_default_devices(&state.cgroup_dirs)?;
+        if let (Some(group), Some(rdt)) = (&state.rdt, linux.intel_rdt()) {
+            rdt::create(group, rdt)?;
+        }
+
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().context(|| "socketpair".into())?;
+        let mut command = Command::new(runtime.init_binary.path());
+        command
+            .arg0("berthd")
+            .arg(INIT_ARG)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let child_end = theirs.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) run between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if child_end == INIT_SOCKET_FD {
+                    nix::fcntl::fcntl(
+                        std::os::fd::BorrowedFd::borrow_raw(INIT_SOCKET_FD),
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                    )?;
+                } else if libc::dup2(child_end, INIT_SOCKET_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (helper, _helper_exit) = runtime
+            .reaper
+            .spawn(&mut command)
+            .context(|| "start the init helper".into())?;
+        drop(theirs);
+        let helper_pid = helper.id() as i32;
+        // The helper forks the init, which inherits these: it is born in its cgroups.
+        cgroups::add_process(&state.cgroup_dirs, helper_pid)?;
+        if let Some(group) = &state.rdt {
+            rdt::assign(group, helper_pid)?;
+        }
+
+        ours.set_nonblocking(true).context(|| "socket".into())?;
+        let stream = UnixStream::from_std(ours).context(|| "socket".into())?;
+        let mut channel = HelperChannel {
+            id: self.id.to_string(),
+            reader: BufReader::new(stream),
+        };
+        channel
+            .send(&InitConfig {
+                spec: bundle.spec.clone(),
+                rootfs: bundle.rootfs.clone(),
+                exec_fifo: fifo,
+                cgroup_dirs: state.cgroup_dirs.clone(),
+            })
+            .await?;
+
+        let Report::InitPid(pid) = channel.receive("the init's pid").await? else {
+            return Err(channel.unexpected("the init's pid"));
+        };
+        let start_time = ProcStat::read(pid)
+            .ok()
+            .flatten()
+            .map(|stat| stat.start_time)
+            .ok_or_else(|| channel.failed(format!("the init (pid {pid}) vanished at once")))?;
+        let init = InitProcess { pid, start_time };
+        self.update(|state| state.init = Some(init))?;
+        let exit = runtime.reaper.watch(&init);
+        self.init = Pidfd::open(&init)
+            .context(|| format!("pidfd of pid {pid}"))?
+            .map(std::sync::Arc::new);
+
+        match channel.receive("the mounts").await? {
+            Report::Mounted => {}
+            _ => return Err(channel.unexpected("the mounts")),
+        }
+        let creating = self.oci_state("creating");
+        let hooks = state.hooks.clone().unwrap_or_default();
+        for (kind, list) in [
+            ("createRuntime", hooks.create_runtime()),
+            ("prestart", hooks.prestart()),
+        ] {
+            for (index, hook) in list.iter().flatten().enumerate() {
+                hooks::run(&runtime.reaper, kind, index, hook, &creating)
+                    .await
+                    .map_err(|message| channel.failed(message))?;
+            }
+        }
+        channel
+            .send(&Proceed {
+                creating_state: creating,
+                created_state: self.oci_state("created"),
+            })
+            .await?;
+        match channel.receive("ready").await? {
+            Report::Ready => Ok(exit),
+            _ => Err(channel.unexpected("ready")),
+        }
+    }
+
+    /// Undoes a create that failed: the same teardown a forced delete does, without the
+    /// poststop hooks (the container never existed for its user).
+    async fn abandon(&mut self, runtime: &Runtime) -> Result<()> {
+        self.kill_and_wait(runtime).await?;
+        self.release_resources().await?;
+        fs::remove_dir_all(&self.dir).context(|| format!("remove {}", self.dir.display()))
+    }
+}
+
+/// berthd's end of the helper's socket: JSON lines, each read bounded in time.
+struct HelperChannel {
+    id: String,
+    reader: BufReader<UnixStream>,
+}
+
+impl HelperChannel {
+    fn failed(&self, message: String) -> Error {
+        Error::InitFailed {
+            id: self.id.clone(),
+            message,
+            caller_error: false,
+        }
+    }
+
+    fn unexpected(&self, waiting_for: &str) -> Error {
+        self.failed(format!(
+            "unexpected message while waiting for {waiting_for}"
+        ))
+    }
+
+    async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(message).expect("messages serialize");
+        line.push(b'\n');
+        self.reader
+            .get_mut()
+            .write_all(&line)
+            .await
+            .map_err(|e| self.failed(format!("the init helper went away: {e}")))
+    }
+
+    async fn receive(&mut self, waiting_for: &str) -> Result<Report> {
+        let mut line = String::new();
+        let read = tokio::time::timeout(STEP_TIMEOUT, self.reader.read_line(&mut line)).await;
+        let report = match read {
+            Err(_) => {
+                return Err(self.failed(format!(
+                    "no answer within {STEP_TIMEOUT:?} while waiting for {waiting_for}"
+                )))
+            }
+            Ok(Err(e)) => return Err(self.failed(format!("reading from the init: {e}"))),
+            Ok(Ok(0)) => {
+                return Err(self.failed(format!("the init exited while waiting for {waiting_for}")))
+            }
+            Ok(Ok(_)) => serde_json::from_str(&line)
+                .map_err(|e| self.failed(format!("garbled message from the init: {e}")))?,
+        };
+        match report {
+            Report::Failed {
+                message,
+                caller_error,
+            } => Err(Error::InitFailed {
+                id: self.id.clone(),
+                message,
+                caller_error,
+            }),
+            report => Ok(report),
+        }
+    }
+}

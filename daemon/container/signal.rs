@@ -1,0 +1,75 @@
+//! KillContainer, PauseContainer, ResumeContainer.
+use crate::{
+    cgroups,
+    container::{Container, Status},
+    error::{Error, IoContext, Result},
+};
+
+/// The highest real-time signal on Linux.
+const MAX_SIGNAL: u32 = 64;
+
+impl Container {
+    /// Signals the init through its pidfd, or every process of the cgroup tree with `all`.
+    /// A SIGKILL for a container that shares its PID namespace reaches the whole tree too:
+    /// killing only its init would leave the rest running.
+    pub async fn kill(&self, signal: u32, all: bool) -> Result<()> {
+        if signal == 0 || signal > MAX_SIGNAL {
+            return Err(Error::InvalidSignal(signal));
+        }
+        let status = self.status();
+        let state = self.state().ok_or(Error::IncorrectStatus {
+            id: self.id.to_string(),
+            action: "kill",
+            status,
+        })?;
+        let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
+        if whole_tree {
+            if signal == libc::SIGKILL as u32 {
+                return cgroups::kill_all(&state.cgroup_dirs).await;
+            }
+            for pid in cgroups::processes(&state.cgroup_dirs) {
+                // SAFETY: kill with a pid and a signal number checked to be in range.
+                unsafe { libc::kill(pid, signal as i32) };
+            }
+            return Ok(());
+        }
+        match (&self.init, status) {
+            (Some(init), Status::Created | Status::Running | Status::Paused) => init
+                .signal(signal as i32)
+                .context(|| format!("signal {signal} to the init of container {}", self.id)),
+            _ => Err(Error::IncorrectStatus {
+                id: self.id.to_string(),
+                action: "kill",
+                status,
+            }),
+        }
+    }
+
+    pub async fn pause(&self) -> Result<()> {
+        self.set_frozen(true, &[Status::Running, Status::Created], "pause")
+            .await
+    }
+
+    pub async fn resume(&self) -> Result<()> {
+        self.set_frozen(false, &[Status::Paused], "resume").await
+    }
+
+    async fn set_frozen(
+        &self,
+        frozen: bool,
+        allowed: &[Status],
+        action: &'static str,
+    ) -> Result<()> {
+        let status = self.status();
+        match self.state() {
+            Some(state) if allowed.contains(&status) => {
+                cgroups::set_frozen(&state.cgroup_dirs, frozen).await
+            }
+            _ => Err(Error::IncorrectStatus {
+                id: self.id.to_string(),
+                action,
+                status,
+            }),
+        }
+    }
+}

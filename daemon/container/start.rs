@@ -1,0 +1,61 @@
+//! StartContainer: the init blocks writing the exec FIFO; opening it for reading lets it
+//! exec the user process.
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::{
+    container::{create::EXEC_FIFO, Container, Runtime, Status},
+    error::{Error, IoContext, Result},
+    hooks,
+};
+
+/// How long the init may take to answer once the FIFO is opened.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Container {
+    /// Returns the poststart hooks' warnings (a failed poststart hook does not fail the start).
+    pub async fn start(&mut self, runtime: &Runtime) -> Result<Vec<String>> {
+        let status = self.status();
+        if status != Status::Created {
+            return Err(Error::IncorrectStatus {
+                id: self.id.to_string(),
+                action: "start",
+                status,
+            });
+        }
+        let fifo = self.dir.join(EXEC_FIFO);
+        let mut reader = tokio::net::unix::pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .context(|| format!("open {}", fifo.display()))?;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(START_TIMEOUT, reader.read(&mut byte)).await;
+        match read {
+            Ok(Ok(1)) => {}
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                return Err(Error::Unavailable {
+                    id: self.id.to_string(),
+                    reason: "the init did not take the start signal".into(),
+                })
+            }
+        }
+        self.update(|state| state.started = true)?;
+        let _ = std::fs::remove_file(&fifo);
+
+        let running = self.oci_state("running");
+        let mut warnings = Vec::new();
+        let poststart = self
+            .state()
+            .and_then(|s| s.hooks.as_ref())
+            .and_then(|h| h.poststart().clone());
+        for (index, hook) in poststart.iter().flatten().enumerate() {
+            if let Err(warning) =
+                hooks::run(&runtime.reaper, "poststart", index, hook, &running).await
+            {
+                tracing::warn!(id = %self.id, warning, "poststart hook failed");
+                warnings.push(warning);
+            }
+        }
+        Ok(warnings)
+    }
+}

@@ -1,0 +1,211 @@
+//! The helper side of container creation: `berthd init`, a freshly executed, single-threaded
+//! process (so forking it is safe). It enters the container's namespaces, forks the
+//! container's init, and the init builds the root file system, waits for StartContainer on
+//! the exec FIFO, and executes the user process.
+//!
+//! Every failure is reported to berthd as text, so CreateContainer fails with the cause.
+mod process;
+mod rootfs;
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+};
+
+use nix::{
+    sched::CloneFlags,
+    unistd::{fork, ForkResult},
+};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::{
+    error::{IoContext, Result},
+    hooks,
+    spawn::{Channel, InitConfig, Proceed, Report, INIT_SOCKET_FD},
+};
+
+/// Entry point of `berthd init`; never returns.
+pub fn main() -> ! {
+    // SAFETY: berthd passes the socket as this fd and nothing else in this process owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(INIT_SOCKET_FD) };
+    // The user process must not inherit it, nor must hooks.
+    let _ = nix::fcntl::fcntl(
+        &stream,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let mut channel = Channel::new(stream);
+    let error = match helper(&mut channel) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let _ = channel.send(&failure(&error));
+    std::process::exit(1)
+}
+
+fn failure(error: &crate::error::Error) -> Report {
+    let caller_error = matches!(
+        error,
+        crate::error::Error::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput)
+    );
+    Report::Failed {
+        message: error.to_string(),
+        caller_error,
+    }
+}
+
+enum Never {}
+
+/// Joins or creates the namespaces, then forks the init: a new PID namespace applies to
+/// children only, so the init must be a child of the process that unshared it.
+fn helper(channel: &mut Channel) -> Result<Never> {
+    let config: InitConfig = channel
+        .receive()
+        .context(|| "read the init configuration".into())?
+        .ok_or_else(|| std::io::Error::other("berthd hung up before sending the configuration"))
+        .context(|| "read the init configuration".into())?;
+    enter_namespaces(&config.spec)?;
+
+    let (release_read, release_write) = nix::unistd::pipe().context(|| "pipe".into())?;
+    // SAFETY: this process is single-threaded (freshly executed, no threads started).
+    match unsafe { fork() }.context(|| "fork the container init".into())? {
+        ForkResult::Child => {
+            drop(release_write);
+            // Wait until the helper has reported this process's pid, so reports arrive in
+            // order.
+            let _ = File::from(release_read).read(&mut [0u8]);
+            let error = match container_init(channel, &config) {
+                Ok(never) => match never {},
+                Err(error) => error,
+            };
+            // berthd no longer listens once the init reported ready; the container's
+            // stderr is then the only place the cause can go.
+            eprintln!("berth init: {error}");
+            let _ = channel.send(&failure(&error));
+            std::process::exit(127)
+        }
+        ForkResult::Parent { child } => {
+            drop(release_read);
+            channel
+                .send(&Report::InitPid(child.as_raw()))
+                .context(|| "report the init pid".into())?;
+            let _ = File::from(release_write).write_all(&[0]);
+            // The init is adopted by berthd, a child subreaper, once this process exits.
+            std::process::exit(0)
+        }
+    }
+}
+
+fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
+    match kind {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// Namespaces with a path are joined, the others created. All paths are opened first: they
+/// resolve in the host's mount namespace, which joining a mount namespace would leave.
+fn enter_namespaces(spec: &Spec) -> Result<()> {
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let mut joins: Vec<(OwnedFd, CloneFlags)> = Vec::new();
+    let mut new = CloneFlags::empty();
+    for namespace in &namespaces {
+        let flag = namespace_flag(namespace.typ());
+        match namespace.path() {
+            Some(path) => {
+                let file =
+                    File::open(path).context(|| format!("open namespace {}", path.display()))?;
+                joins.push((file.into(), flag));
+            }
+            None => new |= flag,
+        }
+    }
+    for (fd, flag) in &joins {
+        nix::sched::setns(fd, *flag).context(|| format!("join namespace {flag:?}"))?;
+    }
+    nix::sched::unshare(new).context(|| format!("create namespaces {new:?}"))?;
+    Ok(())
+}
+
+/// The container's init, up to the exec of the user process.
+fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
+    let spec = &config.spec;
+    rootfs::prepare(config)?;
+    process::set_hostname(spec)?;
+    process::set_oom_score_adj(spec)?;
+    process::set_rlimits(spec)?;
+    // Opened before pivot_root hides the state directory; reopened for writing through
+    // /proc once the container is started.
+    let exec_fifo = nix::fcntl::open(
+        &config.exec_fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context(|| format!("open {}", config.exec_fifo.display()))?;
+
+    channel
+        .send(&Report::Mounted)
+        .context(|| "report mounts".into())?;
+    let proceed: Proceed = channel
+        .receive()
+        .context(|| "wait for berthd".into())?
+        .ok_or_else(|| std::io::Error::other("berthd hung up"))
+        .context(|| "wait for berthd".into())?;
+    let container_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.create_container().clone());
+    hooks::run_in_init(
+        container_hooks.as_deref().unwrap_or_default(),
+        "createContainer",
+        &proceed.creating_state,
+    )?;
+
+    rootfs::pivot(&config.rootfs)?;
+    rootfs::finish(spec)?;
+    let program = process::prepare_exec(spec)?;
+
+    channel
+        .send(&Report::Ready)
+        .context(|| "report ready".into())?;
+    // berthd has what it needs; later failures go to the container's stderr.
+    channel.close();
+
+    wait_for_start(&exec_fifo)?;
+    let start_hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone());
+    hooks::run_in_init(
+        start_hooks.as_deref().unwrap_or_default(),
+        "startContainer",
+        &proceed.created_state,
+    )?;
+    process::become_user_process(spec)?;
+    Err(program.exec())
+}
+
+/// Blocks until StartContainer opens the FIFO for reading, then tells it the init is going.
+fn wait_for_start(exec_fifo: &OwnedFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{}", exec_fifo.as_raw_fd());
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .context(|| format!("open the exec FIFO through {path}"))?;
+    fifo.write_all(b"0")
+        .context(|| "write the exec FIFO".into())
+}

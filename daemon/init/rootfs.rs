@@ -1,0 +1,551 @@
+//! The container's root file system: mounts, devices, pivot_root, masked and read-only
+//! paths. Runs in the init, inside the container's new mount namespace.
+use std::{
+    fs,
+    os::unix::fs::{symlink, DirBuilderExt},
+    path::{Component, Path, PathBuf},
+};
+
+use nix::{
+    mount::{mount, umount2, MntFlags, MsFlags},
+    sys::stat::{makedev, mknod, Mode, SFlag},
+    unistd::{chown, Gid, Uid},
+};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use crate::{
+    error::{IoContext, Result},
+    spawn::InitConfig,
+};
+
+/// The devices every container gets, as runc gives them: (path, major, minor).
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+const NONE: Option<&str> = None;
+
+pub fn prepare(config: &InitConfig) -> Result<()> {
+    let spec = &config.spec;
+    let rootfs = &config.rootfs;
+    let linux = spec.linux().as_ref();
+    // Nothing mounted from here on may propagate back to the host.
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
+        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
+        _ => MsFlags::MS_SLAVE,
+    };
+    mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE)
+        .context(|| "make / a slave mount".into())?;
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(rootfs),
+        rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .context(|| format!("bind {} onto itself", rootfs.display()))?;
+
+    for entry in spec.mounts().as_deref().unwrap_or_default() {
+        mount_entry(rootfs, entry, &config.cgroup_dirs)?;
+    }
+    let spec_devices = linux
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
+    for (path, major, minor) in DEFAULT_DEVICES {
+        if !spec_devices.iter().any(|d| d.path() == Path::new(path)) {
+            create_device(
+                rootfs,
+                Path::new(path),
+                SFlag::S_IFCHR,
+                major,
+                minor,
+                0o666,
+                0,
+                0,
+            )?;
+        }
+    }
+    for device in spec_devices {
+        create_spec_device(rootfs, device)?;
+    }
+    create_dev_symlinks(rootfs)
+}
+
+/// `root` joined with `unsafe_path`, with every symlink resolved as if `root` were `/`: no
+/// `..` or symlink in a container-controlled path can lead outside the container's root.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    let mut pending: Vec<PathBuf> = unsafe_path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.components().next() {
+            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
+            Some(Component::ParentDir) => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = resolved.join(&part);
+        match fs::read_link(root.join(&candidate)) {
+            Ok(target) => {
+                links += 1;
+                if links > 255 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP)).context(|| {
+                        format!("resolve {} in {}", unsafe_path.display(), root.display())
+                    });
+                }
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                pending.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
+            }
+            Err(_) => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Mount options split into flags, propagation flags, and the data string for the file
+/// system; unknown options are file-system data.
+struct MountOptions {
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: String,
+}
+
+fn parse_options(options: &[String]) -> MountOptions {
+    let mut parsed = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: String::new(),
+    };
+    for option in options {
+        let (set, clear) = match option.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                let kind = match option.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                let recursive = if option.starts_with('r') {
+                    MsFlags::MS_REC
+                } else {
+                    MsFlags::empty()
+                };
+                parsed.propagation |= kind | recursive;
+                continue;
+            }
+            // Handled by other runtimes' tooling, meaningless to the kernel.
+            "defaults" | "tmpcopyup" => continue,
+            data => {
+                if !parsed.data.is_empty() {
+                    parsed.data.push(',');
+                }
+                parsed.data.push_str(data);
+                continue;
+            }
+        };
+        parsed.flags = (parsed.flags | set) & !clear;
+    }
+    parsed
+}
+
+fn mount_entry(rootfs: &Path, entry: &Mount, cgroup_dirs: &[PathBuf]) -> Result<()> {
+    let destination = secure_join(rootfs, entry.destination())?;
+    let options = parse_options(entry.options().as_deref().unwrap_or_default());
+    let kind = entry.typ().as_deref().unwrap_or("");
+    let is_bind = kind == "bind" || options.flags.contains(MsFlags::MS_BIND);
+    if kind == "cgroup" && !is_bind {
+        return mount_cgroups(&destination, &options, cgroup_dirs);
+    }
+    let source = entry.source().clone().unwrap_or_default();
+    if is_bind {
+        let source_is_dir = fs::metadata(&source)
+            .context(|| format!("bind mount source {}", source.display()))?
+            .is_dir();
+        make_mount_point(&destination, source_is_dir)?;
+        mount(
+            Some(&source),
+            &destination,
+            NONE,
+            options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+            NONE,
+        )
+        .context(|| {
+            format!(
+                "bind {} to {}",
+                source.display(),
+                entry.destination().display()
+            )
+        })?;
+        // A bind mount ignores every other flag until it is remounted with them.
+        let extra = options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !extra.is_empty() {
+            mount(
+                NONE,
+                &destination,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                NONE,
+            )
+            .context(|| format!("remount {} with {extra:?}", entry.destination().display()))?;
+        }
+    } else {
+        make_mount_point(&destination, true)?;
+        let data = (!options.data.is_empty()).then_some(options.data.as_str());
+        mount(Some(&source), &destination, Some(kind), options.flags, data)
+            .context(|| format!("mount {kind} on {}", entry.destination().display()))?;
+    }
+    if !options.propagation.is_empty() {
+        mount(NONE, &destination, NONE, options.propagation, NONE)
+            .context(|| format!("set propagation of {}", entry.destination().display()))?;
+    }
+    Ok(())
+}
+
+/// On v1 and hybrid hosts a `cgroup` mount is a tmpfs holding a bind of each of the
+/// container's own cgroup directories, named after its hierarchy (so `memory`, `pids`,
+/// `cpu,cpuacct`, `unified`); on a v2 host it is cgroup2 itself.
+fn mount_cgroups(
+    destination: &Path,
+    options: &MountOptions,
+    cgroup_dirs: &[PathBuf],
+) -> Result<()> {
+    make_mount_point(destination, true)?;
+    let read_only = options.flags & MsFlags::MS_RDONLY;
+    let flags = options.flags & !MsFlags::MS_RDONLY;
+    if crate::cgroups::is_unified_host() {
+        return mount(
+            Some("cgroup2"),
+            destination,
+            Some("cgroup2"),
+            options.flags,
+            NONE,
+        )
+        .context(|| format!("mount cgroup2 on {}", destination.display()));
+    }
+    mount(
+        Some("tmpfs"),
+        destination,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .context(|| format!("mount tmpfs on {}", destination.display()))?;
+    for dir in cgroup_dirs {
+        let Some(hierarchy) = crate::cgroups::hierarchy_name(dir) else {
+            continue;
+        };
+        let target = destination.join(&hierarchy);
+        make_mount_point(&target, true)?;
+        mount(
+            Some(dir),
+            &target,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .context(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
+        mount(
+            NONE,
+            &target,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | read_only,
+            NONE,
+        )
+        .context(|| format!("remount {}", target.display()))?;
+    }
+    if !read_only.is_empty() {
+        mount(
+            NONE,
+            destination,
+            NONE,
+            MsFlags::MS_REMOUNT | flags | read_only,
+            Some("mode=755"),
+        )
+        .context(|| format!("remount {} read-only", destination.display()))?;
+    }
+    Ok(())
+}
+
+fn make_mount_point(path: &Path, directory: bool) -> Result<()> {
+    if directory {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)
+            .context(|| format!("create mount point {}", path.display()))
+    } else {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).context(|| format!("create {}", parent.display()))?;
+        }
+        if !path.exists() {
+            fs::File::create(path).context(|| format!("create mount point {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_device(
+    rootfs: &Path,
+    path: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let target = secure_join(rootfs, path)?;
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).context(|| format!("create {}", parent.display()))?;
+    }
+    let _ = fs::remove_file(&target);
+    mknod(
+        &target,
+        kind,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    )
+    .context(|| format!("mknod {}", path.display()))?;
+    // mknod honours the umask; the spec's mode is meant exactly.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &target,
+        Mode::from_bits_truncate(mode),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .context(|| format!("chmod {}", path.display()))?;
+    chown(&target, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .context(|| format!("chown {}", path.display()))
+}
+
+fn create_spec_device(rootfs: &Path, device: &LinuxDevice) -> Result<()> {
+    let kind = match device.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => return Ok(()),
+    };
+    create_device(
+        rootfs,
+        device.path(),
+        kind,
+        device.major() as u64,
+        device.minor() as u64,
+        device.file_mode().unwrap_or(0o666),
+        device.uid().unwrap_or(0),
+        device.gid().unwrap_or(0),
+    )
+}
+
+fn create_dev_symlinks(rootfs: &Path) -> Result<()> {
+    let dev = rootfs.join("dev");
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ];
+    if dev.join("pts/ptmx").exists() {
+        links.push(("pts/ptmx", "ptmx"));
+    }
+    for (target, name) in links {
+        let link = dev.join(name);
+        if fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        symlink(target, &link).context(|| format!("symlink /dev/{name}"))?;
+    }
+    Ok(())
+}
+
+/// Makes `rootfs` the root and detaches the old one, without a directory for it: pivot to
+/// "." stacks the old root on top, and unmounting "." then removes it.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    let old_root = fs::File::open("/").context(|| "open /".into())?;
+    let new_root = fs::File::open(rootfs).context(|| format!("open {}", rootfs.display()))?;
+    nix::unistd::fchdir(&new_root).context(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").context(|| format!("pivot_root to {}", rootfs.display()))?;
+    nix::unistd::fchdir(&old_root).context(|| "chdir to the old root".into())?;
+    // The old root's mounts must not propagate their unmount to the host.
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .context(|| "make the old root a slave".into())?;
+    umount2(".", MntFlags::MNT_DETACH).context(|| "detach the old root".into())?;
+    nix::unistd::chdir("/").context(|| "chdir /".into())
+}
+
+/// What is done inside the new root: masked and read-only paths, then a read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for path in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default()
+    {
+        mask(Path::new(path))?;
+    }
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
+        make_read_only(Path::new(path))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        mount(
+            NONE,
+            "/",
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            NONE,
+        )
+        .context(|| "remount / read-only".into())?;
+    }
+    Ok(())
+}
+
+/// Hides a path: an empty read-only tmpfs over a directory, /dev/null over anything else.
+fn mask(path: &Path) -> Result<()> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+    } else {
+        mount(Some("/dev/null"), path, NONE, MsFlags::MS_BIND, NONE)
+    }
+    .context(|| format!("mask {}", path.display()))
+}
+
+fn make_read_only(path: &Path) -> Result<()> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .context(|| format!("bind {} onto itself", path.display()))?;
+    // Keep the flags the mount already has: remounting without them is refused.
+    let existing = nix::sys::statvfs::statvfs(path)
+        .context(|| format!("statvfs {}", path.display()))?
+        .flags();
+    let mut keep = MsFlags::empty();
+    for (vfs, ms) in [
+        (nix::sys::statvfs::FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (nix::sys::statvfs::FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if existing.contains(vfs) {
+            keep |= ms;
+        }
+    }
+    mount(
+        NONE,
+        path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+        NONE,
+    )
+    .context(|| format!("remount {} read-only", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_keeps_dot_dot_and_symlinks_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        symlink("/etc", r.join("abs")).unwrap();
+        symlink("../../..", r.join("a/b/up")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(secure_join(r, Path::new("/a/b")).unwrap(), r.join("a/b"));
+        assert_eq!(
+            secure_join(r, Path::new("../../etc/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(r, Path::new("/abs/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(secure_join(r, Path::new("a/b/up/x")).unwrap(), r.join("x"));
+        assert!(secure_join(r, Path::new("/loop/x")).is_err());
+    }
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let options: Vec<String> = [
+            "nosuid",
+            "ro",
+            "rw",
+            "rbind",
+            "rslave",
+            "mode=755",
+            "size=65536k",
+        ]
+        .map(String::from)
+        .to_vec();
+        let parsed = parse_options(&options);
+        assert_eq!(
+            parsed.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_BIND | MsFlags::MS_REC
+        );
+        assert_eq!(parsed.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(parsed.data, "mode=755,size=65536k");
+    }
+}

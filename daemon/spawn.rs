@@ -1,0 +1,124 @@
+//! How berthd makes a container's init without forking itself: it executes a sealed copy
+//! of its own binary in `init` mode (see `init`), configures it over a socket, and follows
+//! its progress through the messages below.
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
+    path::PathBuf,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// The helper finds its end of the socket here.
+pub const INIT_SOCKET_FD: i32 = 3;
+/// The first argument that turns berthd into the helper.
+pub const INIT_ARG: &str = "init";
+
+/// What berthd sends the helper once it sits in the container's cgroups.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub spec: oci_spec::runtime::Spec,
+    /// The container's root file system, absolute.
+    pub rootfs: PathBuf,
+    /// The FIFO StartContainer opens; the init blocks writing to it until then.
+    pub exec_fifo: PathBuf,
+    /// The container's cgroup directories, for `cgroup` mounts on v1 and hybrid hosts.
+    pub cgroup_dirs: Vec<PathBuf>,
+}
+
+/// Progress reports, helper -> berthd.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Report {
+    /// The container's init exists, with this pid in berthd's PID namespace.
+    InitPid(i32),
+    /// Mounts are in place, pivot_root is not done: time for the runtime-namespace hooks.
+    Mounted,
+    /// The init waits on the exec FIFO.
+    Ready,
+    /// Creation failed; nothing more will come.
+    Failed {
+        message: String,
+        /// The cause lies in the request (a missing executable or mount source, ...).
+        caller_error: bool,
+    },
+}
+
+/// berthd -> the init, once the runtime-namespace hooks ran.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Proceed {
+    /// The OCI state JSON (status "creating") for the createContainer hooks.
+    pub creating_state: String,
+    /// The OCI state JSON (status "created") for the startContainer hooks.
+    pub created_state: String,
+}
+
+/// One JSON document per line, in both directions.
+pub struct Channel {
+    reader: BufReader<UnixStream>,
+}
+
+impl Channel {
+    pub fn new(stream: UnixStream) -> Self {
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send<T: Serialize>(&mut self, message: &T) -> io::Result<()> {
+        let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.reader.get_mut().write_all(&line)
+    }
+
+    /// `None` when the other side hung up.
+    pub fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<Option<T>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(io::Error::other)
+    }
+
+    /// Tells the other side nothing more will come, while the fd itself stays open.
+    pub fn close(&self) {
+        let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A copy of berthd's own executable in a sealed memfd. The helper runs from it, so a
+/// container that writes to /proc/self/exe while its init is still the helper hits this
+/// copy (which the seals make immutable), never the binary on the host.
+pub struct InitBinary {
+    memfd: OwnedFd,
+}
+
+impl InitBinary {
+    pub fn seal_current_exe() -> io::Result<Self> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let memfd = memfd_create(
+            "berthd-init",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let mut copy = File::from(memfd);
+        io::copy(&mut File::open("/proc/self/exe")?, &mut copy)?;
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        // SAFETY: F_ADD_SEALS on an fd we own, with seal flags only.
+        if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { memfd: copy.into() })
+    }
+
+    /// Executable through /proc: the path is resolved by the spawned child before exec
+    /// closes the (close-on-exec) memfd.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.memfd.as_raw_fd()))
+    }
+}
