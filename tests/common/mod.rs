@@ -17,12 +17,16 @@ use tonic_health::pb::{
 pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-/// A berthd process; killed (and its socket dir removed with the temp dir) when dropped.
+/// A berthd process on its own state root, socket and cgroup parent. Dropping it
+/// force-deletes every container it still knows, kills it, and removes its cgroup parent,
+/// so a failing test leaves nothing behind either.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// Unique per daemon, so tests running in parallel never share cgroups.
+    pub cgroup_parent: String,
     child: Option<Child>,
 }
 
@@ -38,11 +42,16 @@ impl Daemon {
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
         prepare(&root);
+        let cgroup_parent = format!(
+            "berth-test-{}",
+            dir.path().file_name().unwrap().to_string_lossy().trim_start_matches('.')
+        );
         let mut daemon = Self {
             socket: dir.path().join("run").join("berth.sock"),
             log: dir.path().join("berthd.log"),
             root,
             dir,
+            cgroup_parent,
             child: None,
         };
         daemon.spawn(extra_args);
@@ -61,6 +70,8 @@ impl Daemon {
             .arg(&self.root)
             .arg("--socket")
             .arg(&self.socket)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
             .args(["--log-level", "info,berth=debug"])
             .args(extra_args)
             .stdin(Stdio::null())
@@ -111,6 +122,67 @@ impl Daemon {
 
     pub async fn client(&self) -> ContainerServiceClient<Channel> {
         ContainerServiceClient::new(self.channel().await)
+    }
+
+    pub async fn create(&self, id: &str, bundle: &Bundle, stdout: Option<&str>) -> Result<berth::proto::Container, tonic::Status> {
+        let response = self
+            .client()
+            .await
+            .create_container(berth::proto::CreateContainerRequest {
+                id: id.into(),
+                bundle: bundle.path().to_str().unwrap().into(),
+                stdout_path: stdout.unwrap_or_default().into(),
+                stderr_path: stdout.unwrap_or_default().into(),
+            })
+            .await?;
+        Ok(response.into_inner().container.unwrap())
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<berth::proto::Container, tonic::Status> {
+        let response = self
+            .client()
+            .await
+            .start_container(berth::proto::StartContainerRequest { id: id.into() })
+            .await?;
+        Ok(response.into_inner().container.unwrap())
+    }
+
+    /// Creates and starts; returns the init's pid.
+    pub async fn run(&self, id: &str, bundle: &Bundle, stdout: Option<&str>) -> i32 {
+        let created = self.create(id, bundle, stdout).await.unwrap_or_else(|e| panic!("create {id}: {e:?}\n{}", self.logs()));
+        self.start_container(id).await.unwrap_or_else(|e| panic!("start {id}: {e:?}"));
+        created.pid as i32
+    }
+
+    pub async fn get(&self, id: &str) -> Result<berth::proto::Container, tonic::Status> {
+        let response = self
+            .client()
+            .await
+            .get_container(berth::proto::GetContainerRequest { id: id.into() })
+            .await?;
+        Ok(response.into_inner().container.unwrap())
+    }
+
+    pub async fn delete(&self, id: &str, force: bool) -> Result<berth::proto::DeleteContainerResponse, tonic::Status> {
+        let response = self
+            .client()
+            .await
+            .delete_container(berth::proto::DeleteContainerRequest { id: id.into(), force })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), tonic::Status> {
+        self.client()
+            .await
+            .kill_container(berth::proto::KillContainerRequest { id: id.into(), signal, all })
+            .await?;
+        Ok(())
+    }
+
+    /// The container's cgroup directory in every hierarchy, under this daemon's parent.
+    pub fn container_cgroups(&self, id: &str) -> Vec<PathBuf> {
+        cgroup_dirs(&format!("{}/{id}", self.cgroup_parent))
     }
 
     pub async fn health(&self, service: &str) -> Result<ServingStatus, tonic::Status> {
@@ -164,7 +236,143 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            let listed = self.cli(&["list", "--json"]);
+            let containers: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+            for container in containers.as_array().into_iter().flatten() {
+                if let Some(id) = container["id"].as_str() {
+                    self.cli(&["delete", "--force", id]);
+                }
+            }
+        }
         self.crash();
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// `relative` in every cgroup hierarchy of the host (v1 controllers and cgroup2).
+pub fn cgroup_dirs(relative: &str) -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut dirs: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let separator = fields.iter().position(|f| *f == "-")?;
+            matches!(fields[separator + 1], "cgroup" | "cgroup2").then(|| Path::new(fields[4]).join(relative))
+        })
+        .collect();
+    dirs.dedup();
+    dirs
+}
+
+/// A bundle as `runc spec` writes it, with only what the acceptance rules allow changed:
+/// process.args, process.terminal (false), root.path (an absolute busybox rootfs).
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub config: serde_json::Value,
+}
+
+impl Bundle {
+    pub fn busybox(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
+        for applet in ["sh", "sleep", "cat", "echo", "hostname", "touch", "id", "true", "ls", "mkdir", "kill"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let spec = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(dir.path())
+            .output()
+            .expect("runc is installed");
+        assert!(spec.status.success(), "runc spec: {}", stderr(&spec));
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+        config["root"]["path"] = rootfs.to_str().unwrap().into();
+        let bundle = Self { dir, config };
+        bundle.write();
+        bundle
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self) {
+        std::fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+
+    /// Changes config.json in place.
+    pub fn edit(&mut self, change: impl FnOnce(&mut serde_json::Value)) -> &mut Self {
+        change(&mut self.config);
+        self.write();
+        self
+    }
+
+    /// Drops one namespace (for example "pid", so the container shares the host's).
+    pub fn without_namespace(&mut self, kind: &str) -> &mut Self {
+        self.edit(|c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != kind);
+        })
+    }
+}
+
+/// A file in a fresh temp dir, for a container's stdout or stderr.
+pub fn output_file(dir: &tempfile::TempDir, name: &str) -> String {
+    dir.path().join(name).to_str().unwrap().to_owned()
+}
+
+/// Polls the daemon's own view until `id` has `status`; panics after 10 s.
+pub async fn wait_status(client: &mut ContainerServiceClient<Channel>, id: &str, status: berth::proto::ContainerStatus) -> berth::proto::Container {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let container = client
+            .get_container(berth::proto::GetContainerRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap();
+        if container.status() == status {
+            return container;
+        }
+        assert!(Instant::now() < deadline, "{id} is {:?}, not {status:?}, after 10s", container.status());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the file at `path` contains `text` (a container's output); returns it all.
+pub async fn wait_output(path: &str, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let content = std::fs::read_to_string(path).unwrap_or_default();
+        if content.contains(text) {
+            return content;
+        }
+        assert!(Instant::now() < deadline, "{path} never got {text:?}: {content:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match berth::process::ProcStat::read(pid) {
+        Ok(Some(stat)) => !matches!(stat.state, 'Z' | 'X'),
+        _ => false,
+    }
+}
+
+/// Waits until none of `pids` is alive; panics after 10 s.
+pub async fn wait_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| process_alive(pid)) {
+        assert!(Instant::now() < deadline, "processes {pids:?} still alive after 10s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
