@@ -12,7 +12,7 @@ use std::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    container::{Container, CreateRequest, Record, Runtime, Snapshot},
+    container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONE_PREFIX},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
     id::ContainerId,
@@ -49,6 +49,17 @@ impl Registry {
             fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
         for entry in entries {
             let entry = entry.context(|| format!("read state root {}", root.display()))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(TOMBSTONE_PREFIX)
+            {
+                // A delete that crashed while removing this directory; finish it.
+                if let Err(e) = fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot finish removing a deleted state directory");
+                }
+                continue;
+            }
             let Some(id) = entry
                 .file_name()
                 .to_str()
@@ -84,7 +95,7 @@ impl Registry {
             events: Arc::new(Events::default()),
             runtime,
         };
-        for slot in registry.slots().values() {
+        for (id, slot) in registry.slots().iter() {
             let container = slot.try_lock().expect("nobody else holds a lock yet");
             if let Some(init) = container.as_ref().and_then(|c| c.init.clone()) {
                 // Not berthd's child (its parent was the previous berthd): the exit is seen,
@@ -93,37 +104,36 @@ impl Registry {
                     init.exited().await;
                     None
                 };
-                registry.watch_exit(slot.clone(), exited);
+                registry.watch_exit(slot.clone(), id.clone(), exited);
             }
         }
         Ok(registry)
     }
 
-    /// Records the init's exit as it happens and tells subscribers.
+    /// Tells subscribers of the init's exit as it happens, and records its status.
     fn watch_exit(
         &self,
         slot: Slot,
+        id: ContainerId,
         exited: impl std::future::Future<Output = Option<ExitStatus>> + Send + 'static,
     ) {
         let events = self.events.clone();
         tokio::spawn(async move {
-            let status = exited.await;
-            let record = status.map(|s| ExitRecord {
-                code: s.code,
-                signal: s.signal,
+            let record = exited.await.map(|status| ExitRecord {
+                code: status.code,
+                signal: status.signal,
                 exited_at: std::time::SystemTime::now(),
             });
-            let mut guard = slot.lock().await;
-            let Some(container) = guard.as_mut() else {
-                return;
-            };
-            if let Some(record) = &record {
-                if let Err(e) = container.update(|state| state.exit = Some(record.clone())) {
-                    tracing::warn!(id = %container.id, error = %e, "cannot record the exit status");
+            tracing::info!(id = %id, exit = ?record, "container init exited");
+            // Published before taking the lock: a delete holding it is waiting for exactly
+            // this exit, and subscribers must see it before the deletion.
+            events.publish(EventKind::Exited, id.as_str(), record.clone(), Vec::new());
+            let Some(record) = record else { return };
+            if let Some(container) = slot.lock().await.as_mut() {
+                if let Err(e) = container.update(|state| state.exit = Some(record)) {
+                    tracing::warn!(id = %id, error = %e, "cannot record the exit status");
                 }
             }
-            tracing::info!(id = %container.id, exit = ?record, "container init exited");
-            events.publish(EventKind::Exited, container.id.as_str(), record, Vec::new());
         });
     }
 
@@ -182,7 +192,11 @@ impl Registry {
         let (container, exit) = Container::create(&self.runtime, id.clone(), request).await?;
         let snapshot = container.snapshot();
         *lease.guard = Some(container);
-        self.watch_exit(lease.slot.clone(), async move { exit.await.ok() });
+        self.watch_exit(
+            lease.slot.clone(),
+            id.clone(),
+            async move { exit.await.ok() },
+        );
         self.events
             .publish(EventKind::Created, id.as_str(), None, Vec::new());
         Ok(snapshot)

@@ -9,7 +9,10 @@ use common::*;
 use tonic::Code;
 
 fn ns(pid: i32, kind: &str) -> String {
-    fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().to_string_lossy().into_owned()
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[tokio::test]
@@ -24,29 +27,48 @@ async fn acceptance_bundle_creates_starts_and_runs_isolated() {
         "hostname; id; touch /probe 2>/dev/null && echo root-writable || echo root-read-only; \
          cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'; echo ready; sleep 1000",
     ]);
-    let created = daemon.create("acceptance", &bundle, Some(&stdout)).await.unwrap();
+    let created = daemon
+        .create("acceptance", &bundle, Some(&stdout))
+        .await
+        .unwrap();
     assert_eq!(created.status(), ContainerStatus::Created);
     let pid = created.pid as i32;
     assert!(pid > 0);
     let host = std::process::id() as i32;
     for kind in ["pid", "net", "ipc", "uts", "mnt"] {
-        assert_ne!(ns(pid, kind), ns(host, kind), "{kind} namespace is the host's");
+        assert_ne!(
+            ns(pid, kind),
+            ns(host, kind),
+            "{kind} namespace is the host's"
+        );
     }
     // Created, not started: nothing of the user process ran yet.
     assert_eq!(fs::read_to_string(&stdout).unwrap_or_default(), "");
 
     let started = daemon.start_container("acceptance").await.unwrap();
     assert_eq!(started.status(), ContainerStatus::Running);
-    assert_eq!(started.pid as i32, pid, "the init execs the user process in place");
+    assert_eq!(
+        started.pid as i32, pid,
+        "the init execs the user process in place"
+    );
     let seen = wait_output(&stdout, "ready").await;
-    assert!(seen.starts_with("runc\n"), "hostname from config.json: {seen}");
-    assert!(seen.contains("uid=0(root) gid=0(root)") || seen.contains("uid=0 gid=0"), "{seen}");
+    assert!(
+        seen.starts_with("runc\n"),
+        "hostname from config.json: {seen}"
+    );
+    assert!(
+        seen.contains("uid=0(root) gid=0(root)") || seen.contains("uid=0 gid=0"),
+        "{seen}"
+    );
     assert!(seen.contains("root-read-only"), "root.readonly: {seen}");
     // runc spec's capabilities: AUDIT_WRITE, KILL, NET_BIND_SERVICE.
     assert!(seen.contains("CapEff:\t0000000020000420"), "{seen}");
     assert!(seen.contains("NoNewPrivs:\t1"), "{seen}");
     let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cgroups.contains(&format!("{}/acceptance", daemon.cgroup_parent)), "{cgroups}");
+    assert!(
+        cgroups.contains(&format!("{}/acceptance", daemon.cgroup_parent)),
+        "{cgroups}"
+    );
 
     let listed = daemon.cli(&["list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -54,11 +76,19 @@ async fn acceptance_bundle_creates_starts_and_runs_isolated() {
     assert_eq!(listed[0]["pid"], pid);
 
     daemon.kill("acceptance", 9, false).await.unwrap();
-    let stopped = wait_status(&mut daemon.client().await, "acceptance", ContainerStatus::Stopped).await;
+    let stopped = wait_status(
+        &mut daemon.client().await,
+        "acceptance",
+        ContainerStatus::Stopped,
+    )
+    .await;
     let exit = stopped.exit_status.unwrap();
     assert_eq!((exit.code, exit.signal), (137, 9));
     daemon.delete("acceptance", false).await.unwrap();
-    assert!(daemon.container_cgroups("acceptance").iter().all(|d| !d.exists()));
+    assert!(daemon
+        .container_cgroups("acceptance")
+        .iter()
+        .all(|d| !d.exists()));
     assert!(!daemon.root.join("acceptance").exists());
 }
 
@@ -67,7 +97,12 @@ async fn natural_exit_records_the_exit_code() {
     let daemon = Daemon::start().await;
     let bundle = Bundle::busybox(&["sh", "-c", "exit 7"]);
     daemon.run("exits", &bundle, None).await;
-    let stopped = wait_status(&mut daemon.client().await, "exits", ContainerStatus::Stopped).await;
+    let stopped = wait_status(
+        &mut daemon.client().await,
+        "exits",
+        ContainerStatus::Stopped,
+    )
+    .await;
     let exit = stopped.exit_status.expect("berthd saw the exit");
     assert_eq!((exit.code, exit.signal), (7, 0));
     let on_disk = fs::read_to_string(daemon.root.join("exits/state.json")).unwrap();
@@ -83,7 +118,10 @@ async fn container_without_pid_namespace_shares_the_hosts() {
     let pid = daemon.run("hostpid", &bundle, None).await;
     assert_eq!(ns(pid, "pid"), ns(std::process::id() as i32, "pid"));
     assert_ne!(ns(pid, "mnt"), ns(std::process::id() as i32, "mnt"));
-    assert_eq!(daemon.get("hostpid").await.unwrap().status(), ContainerStatus::Running);
+    assert_eq!(
+        daemon.get("hostpid").await.unwrap().status(),
+        ContainerStatus::Running
+    );
     daemon.delete("hostpid", true).await.unwrap();
     wait_gone(&[pid]).await;
 }
@@ -95,15 +133,25 @@ async fn memory_and_pids_limits_reach_the_cgroup_files() {
     bundle.edit(|c| {
         c["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
         c["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 32 });
-        c["linux"]["resources"]["cpu"] = serde_json::json!({ "shares": 512, "quota": 50000, "period": 100000 });
+        c["linux"]["resources"]["cpu"] =
+            serde_json::json!({ "shares": 512, "quota": 50000, "period": 100000 });
     });
     daemon.run("limited", &bundle, None).await;
     let dirs = daemon.container_cgroups("limited");
     let read = |file: &str| -> String {
-        let dir = dirs.iter().find(|d| d.join(file).exists()).unwrap_or_else(|| panic!("no {file} in {dirs:?}"));
-        fs::read_to_string(dir.join(file)).unwrap().trim().to_owned()
+        let dir = dirs
+            .iter()
+            .find(|d| d.join(file).exists())
+            .unwrap_or_else(|| panic!("no {file} in {dirs:?}"));
+        fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .to_owned()
     };
-    let memory = if dirs.iter().any(|d| d.join("memory.limit_in_bytes").exists()) {
+    let memory = if dirs
+        .iter()
+        .any(|d| d.join("memory.limit_in_bytes").exists())
+    {
         read("memory.limit_in_bytes")
     } else {
         read("memory.max")
@@ -124,29 +172,51 @@ async fn pause_freezes_every_process_and_resume_thaws_them() {
     let pid = daemon.run("freezable", &bundle, None).await;
     let mut client = daemon.client().await;
     client
-        .pause_container(berth::proto::PauseContainerRequest { id: "freezable".into() })
+        .pause_container(berth::proto::PauseContainerRequest {
+            id: "freezable".into(),
+        })
         .await
         .unwrap();
-    assert_eq!(daemon.get("freezable").await.unwrap().status(), ContainerStatus::Paused);
+    assert_eq!(
+        daemon.get("freezable").await.unwrap().status(),
+        ContainerStatus::Paused
+    );
     let freezer = daemon
         .container_cgroups("freezable")
         .into_iter()
         .find(|d| d.join("freezer.state").exists())
         .expect("a v1 freezer on this host");
-    assert_eq!(fs::read_to_string(freezer.join("freezer.state")).unwrap().trim(), "FROZEN");
+    assert_eq!(
+        fs::read_to_string(freezer.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
+    );
     // Pausing twice is refused: the container is not running.
     let again = client
-        .pause_container(berth::proto::PauseContainerRequest { id: "freezable".into() })
+        .pause_container(berth::proto::PauseContainerRequest {
+            id: "freezable".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
 
     client
-        .resume_container(berth::proto::ResumeContainerRequest { id: "freezable".into() })
+        .resume_container(berth::proto::ResumeContainerRequest {
+            id: "freezable".into(),
+        })
         .await
         .unwrap();
-    assert_eq!(fs::read_to_string(freezer.join("freezer.state")).unwrap().trim(), "THAWED");
-    assert_eq!(daemon.get("freezable").await.unwrap().status(), ContainerStatus::Running);
+    assert_eq!(
+        fs::read_to_string(freezer.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "THAWED"
+    );
+    assert_eq!(
+        daemon.get("freezable").await.unwrap().status(),
+        ContainerStatus::Running
+    );
     assert!(process_alive(pid));
     daemon.delete("freezable", true).await.unwrap();
 }
@@ -159,7 +229,11 @@ async fn kill_validates_signals_and_reaches_all_processes_with_all() {
     for bad in [0, 65, 1000] {
         let status = daemon.kill("signals", bad, false).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "signal {bad}");
-        assert!(status.message().contains("invalid signal"), "{}", status.message());
+        assert!(
+            status.message().contains("invalid signal"),
+            "{}",
+            status.message()
+        );
     }
     let missing = daemon.kill("nope", 9, false).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -181,10 +255,22 @@ async fn kill_validates_signals_and_reaches_all_processes_with_all() {
     daemon.kill("signals", 15, true).await.unwrap();
     // SIGTERM to every process: the sleeps die; the shell (pid 1 of its namespace) has no
     // handler and ignores it.
-    wait_gone(&everyone.iter().copied().filter(|&p| p != pid).collect::<Vec<_>>()).await;
+    wait_gone(
+        &everyone
+            .iter()
+            .copied()
+            .filter(|&p| p != pid)
+            .collect::<Vec<_>>(),
+    )
+    .await;
     assert!(process_alive(pid));
     daemon.kill("signals", 9, false).await.unwrap();
-    wait_status(&mut daemon.client().await, "signals", ContainerStatus::Stopped).await;
+    wait_status(
+        &mut daemon.client().await,
+        "signals",
+        ContainerStatus::Stopped,
+    )
+    .await;
     let stopped = daemon.kill("signals", 9, false).await.unwrap_err();
     assert_eq!(stopped.code(), Code::FailedPrecondition);
     daemon.delete("signals", false).await.unwrap();
@@ -197,16 +283,28 @@ async fn start_and_create_refuse_the_wrong_state() {
     daemon.run("once", &bundle, None).await;
     let again = daemon.start_container("once").await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
-    assert!(again.message().contains("cannot start container once that is running"), "{}", again.message());
+    assert!(
+        again
+            .message()
+            .contains("cannot start container once that is running"),
+        "{}",
+        again.message()
+    );
     let duplicate = daemon.create("once", &bundle, None).await.unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
-    assert_eq!(daemon.start_container("nope").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        daemon.start_container("nope").await.unwrap_err().code(),
+        Code::NotFound
+    );
     daemon.delete("once", true).await.unwrap();
 }
 
 /// Leaves nothing: no state directory, no cgroup.
 fn assert_nothing_left(daemon: &Daemon, id: &str) {
-    assert!(!daemon.root.join(id).exists(), "state directory of {id} left behind");
+    assert!(
+        !daemon.root.join(id).exists(),
+        "state directory of {id} left behind"
+    );
     for dir in daemon.container_cgroups(id) {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
@@ -220,13 +318,37 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
     let garbage = tempfile::tempdir().unwrap();
     fs::write(garbage.path().join("config.json"), "{ not json").unwrap();
     let wrong_types = tempfile::tempdir().unwrap();
-    fs::write(wrong_types.path().join("config.json"), r#"{"ociVersion": 1, "process": "x"}"#).unwrap();
+    fs::write(
+        wrong_types.path().join("config.json"),
+        r#"{"ociVersion": 1, "process": "x"}"#,
+    )
+    .unwrap();
     let cases: Vec<(String, Code, &str)> = vec![
-        ("relative/bundle".into(), Code::InvalidArgument, "must be absolute"),
-        ("/nonexistent/bundle".into(), Code::NotFound, "no such directory"),
-        (no_config.path().to_str().unwrap().into(), Code::NotFound, "config.json not found"),
-        (garbage.path().to_str().unwrap().into(), Code::InvalidArgument, "invalid config.json"),
-        (wrong_types.path().to_str().unwrap().into(), Code::InvalidArgument, "invalid config.json"),
+        (
+            "relative/bundle".into(),
+            Code::InvalidArgument,
+            "must be absolute",
+        ),
+        (
+            "/nonexistent/bundle".into(),
+            Code::NotFound,
+            "no such directory",
+        ),
+        (
+            no_config.path().to_str().unwrap().into(),
+            Code::NotFound,
+            "config.json not found",
+        ),
+        (
+            garbage.path().to_str().unwrap().into(),
+            Code::InvalidArgument,
+            "invalid config.json",
+        ),
+        (
+            wrong_types.path().to_str().unwrap().into(),
+            Code::InvalidArgument,
+            "invalid config.json",
+        ),
     ];
     let mut client = daemon.client().await;
     for (index, (bundle, code, text)) in cases.into_iter().enumerate() {
@@ -240,31 +362,108 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), code, "{bundle}: {status:?}");
-        assert!(status.message().contains(text), "{bundle}: {}", status.message());
+        assert!(
+            status.message().contains(text),
+            "{bundle}: {}",
+            status.message()
+        );
         assert_nothing_left(&daemon, &id);
     }
 
     type Edit = fn(&mut serde_json::Value);
     let edits: Vec<(&str, Edit, Code, &str)> = vec![
-        ("no-process", |c| { c.as_object_mut().unwrap().remove("process"); }, Code::InvalidArgument, "no process"),
-        ("empty-args", |c| c["process"]["args"] = serde_json::json!([]), Code::InvalidArgument, "process.args is empty"),
-        ("no-rootfs", |c| c["root"]["path"] = "/nonexistent/rootfs".into(), Code::NotFound, "root.path"),
-        ("terminal", |c| c["process"]["terminal"] = true.into(), Code::InvalidArgument, "process.terminal is not supported"),
-        ("seccomp", |c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}), Code::InvalidArgument, "linux.seccomp is not supported"),
-        ("userns", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"})), Code::InvalidArgument, "linux.namespaces: user is not supported"),
-        ("apparmor", |c| c["process"]["apparmorProfile"] = "x".into(), Code::InvalidArgument, "process.apparmorProfile is not supported"),
-        ("selinux", |c| c["process"]["selinuxLabel"] = "x".into(), Code::InvalidArgument, "process.selinuxLabel is not supported"),
-        ("cgroup-escape", |c| c["linux"]["cgroupsPath"] = "/a/../../x".into(), Code::InvalidArgument, "linux.cgroupsPath"),
-        ("no-binary", |c| c["process"]["args"] = serde_json::json!(["/bin/missing"]), Code::InvalidArgument, "missing"),
-        ("bad-mount", |c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/nonexistent/src", "options": ["bind"]})), Code::InvalidArgument, "/nonexistent/src"),
-        ("rdt-missing", |c| c["linux"]["intelRdt"] = serde_json::json!({"closID": "g"}), Code::FailedPrecondition, "resctrl"),
+        (
+            "no-process",
+            |c| {
+                c.as_object_mut().unwrap().remove("process");
+            },
+            Code::InvalidArgument,
+            "no process",
+        ),
+        (
+            "empty-args",
+            |c| c["process"]["args"] = serde_json::json!([]),
+            Code::InvalidArgument,
+            "process.args is empty",
+        ),
+        (
+            "no-rootfs",
+            |c| c["root"]["path"] = "/nonexistent/rootfs".into(),
+            Code::NotFound,
+            "root.path",
+        ),
+        (
+            "terminal",
+            |c| c["process"]["terminal"] = true.into(),
+            Code::InvalidArgument,
+            "process.terminal is not supported",
+        ),
+        (
+            "seccomp",
+            |c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+            Code::InvalidArgument,
+            "linux.seccomp is not supported",
+        ),
+        (
+            "userns",
+            |c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "user"}))
+            },
+            Code::InvalidArgument,
+            "linux.namespaces: user is not supported",
+        ),
+        (
+            "apparmor",
+            |c| c["process"]["apparmorProfile"] = "x".into(),
+            Code::InvalidArgument,
+            "process.apparmorProfile is not supported",
+        ),
+        (
+            "selinux",
+            |c| c["process"]["selinuxLabel"] = "x".into(),
+            Code::InvalidArgument,
+            "process.selinuxLabel is not supported",
+        ),
+        (
+            "cgroup-escape",
+            |c| c["linux"]["cgroupsPath"] = "/a/../../x".into(),
+            Code::InvalidArgument,
+            "linux.cgroupsPath",
+        ),
+        (
+            "no-binary",
+            |c| c["process"]["args"] = serde_json::json!(["/bin/missing"]),
+            Code::InvalidArgument,
+            "missing",
+        ),
+        (
+            "bad-mount",
+            |c| {
+                c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/nonexistent/src", "options": ["bind"]}))
+            },
+            Code::InvalidArgument,
+            "/nonexistent/src",
+        ),
+        (
+            "rdt-missing",
+            |c| c["linux"]["intelRdt"] = serde_json::json!({"closID": "g"}),
+            Code::FailedPrecondition,
+            "resctrl",
+        ),
     ];
     for (id, edit, code, text) in edits {
         let mut bundle = Bundle::busybox(&["sleep", "1000"]);
         bundle.edit(edit);
         let status = daemon.create(id, &bundle, None).await.unwrap_err();
         assert_eq!(status.code(), code, "{id}: {status:?}");
-        assert!(status.message().contains(text), "{id}: {}", status.message());
+        assert!(
+            status.message().contains(text),
+            "{id}: {}",
+            status.message()
+        );
         assert_nothing_left(&daemon, id);
     }
     // The same daemon still creates a good one.
@@ -277,10 +476,19 @@ async fn containers_survive_a_daemon_crash_with_their_status_and_pid() {
     let mut daemon = Daemon::start().await;
     let sleeper = Bundle::busybox(&["sleep", "1000"]);
     let exits = Bundle::busybox(&["true"]);
-    let created_pid = daemon.create("c-created", &sleeper, None).await.unwrap().pid;
+    let created_pid = daemon
+        .create("c-created", &sleeper, None)
+        .await
+        .unwrap()
+        .pid;
     let running_pid = daemon.run("c-running", &sleeper, None).await;
     daemon.run("c-stopped", &exits, None).await;
-    wait_status(&mut daemon.client().await, "c-stopped", ContainerStatus::Stopped).await;
+    wait_status(
+        &mut daemon.client().await,
+        "c-stopped",
+        ContainerStatus::Stopped,
+    )
+    .await;
 
     daemon.crash();
     assert!(process_alive(running_pid), "a container died with berthd");
@@ -288,21 +496,36 @@ async fn containers_survive_a_daemon_crash_with_their_status_and_pid() {
     daemon.wait_serving().await;
 
     let created = daemon.get("c-created").await.unwrap();
-    assert_eq!((created.status(), created.pid), (ContainerStatus::Created, created_pid));
+    assert_eq!(
+        (created.status(), created.pid),
+        (ContainerStatus::Created, created_pid)
+    );
     let running = daemon.get("c-running").await.unwrap();
-    assert_eq!((running.status(), running.pid as i32), (ContainerStatus::Running, running_pid));
+    assert_eq!(
+        (running.status(), running.pid as i32),
+        (ContainerStatus::Running, running_pid)
+    );
     let stopped = daemon.get("c-stopped").await.unwrap();
     assert_eq!(stopped.status(), ContainerStatus::Stopped);
-    assert_eq!(stopped.exit_status.map(|e| e.code), Some(0), "the exit seen before the crash is kept");
+    assert_eq!(
+        stopped.exit_status.map(|e| e.code),
+        Some(0),
+        "the exit seen before the crash is kept"
+    );
 
     // The new daemon manages what the old one made.
     daemon.start_container("c-created").await.unwrap();
     let mut client = daemon.client().await;
     client
-        .pause_container(berth::proto::PauseContainerRequest { id: "c-running".into() })
+        .pause_container(berth::proto::PauseContainerRequest {
+            id: "c-running".into(),
+        })
         .await
         .unwrap();
-    assert_eq!(daemon.get("c-running").await.unwrap().status(), ContainerStatus::Paused);
+    assert_eq!(
+        daemon.get("c-running").await.unwrap().status(),
+        ContainerStatus::Paused
+    );
     daemon.delete("c-running", true).await.unwrap();
     daemon.kill("c-created", 9, false).await.unwrap();
     let killed = wait_status(&mut client, "c-created", ContainerStatus::Stopped).await;
@@ -345,7 +568,10 @@ async fn hooks_run_in_order_with_the_oci_state() {
     });
     daemon.run("hooked", &bundle, Some(&stdio)).await;
     wait_output(&stdio, "startContainer").await;
-    assert_eq!(daemon.get("hooked").await.unwrap().status(), ContainerStatus::Running);
+    assert_eq!(
+        daemon.get("hooked").await.unwrap().status(),
+        ContainerStatus::Running
+    );
     daemon.delete("hooked", true).await.unwrap();
     let ran = fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -353,5 +579,8 @@ async fn hooks_run_in_order_with_the_oci_state() {
         "createRuntime \"status\":\"creating\"\ncreateContainer \"status\":\"creating\"\n\
          poststart \"status\":\"running\"\npoststop \"status\":\"stopped\"\n"
     );
-    assert_eq!(fs::read_to_string(&stdio).unwrap(), "startContainer \"status\":\"created\"\n");
+    assert_eq!(
+        fs::read_to_string(&stdio).unwrap(),
+        "startContainer \"status\":\"created\"\n"
+    );
 }

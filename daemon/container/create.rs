@@ -449,7 +449,7 @@ impl Container {
     async fn abandon(&mut self, runtime: &Runtime) -> Result<()> {
         self.kill_and_wait(runtime).await?;
         self.release_resources().await?;
-        fs::remove_dir_all(&self.dir).context(|| format!("remove {}", self.dir.display()))
+        super::delete::remove_state_dir(&self.dir).await
     }
 }
 

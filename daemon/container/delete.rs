@@ -1,8 +1,6 @@
 //! DeleteContainer, after runc's delete (docs/delete.md). The decision (section 4), then
 //! kill-and-wait (D7, D8), then destroy in order (D9-D14). Any failure before the state
 //! directory goes leaves the container in place, so the next delete carries on (D12).
-use std::fs;
-
 use crate::{
     cgroups,
     container::{Container, Record, Runtime, Status},
@@ -105,17 +103,7 @@ impl Container {
         };
         self.release_resources().await.map_err(fail)?;
         let stopped_state = self.oci_state("stopped");
-        tokio::fs::remove_dir_all(&self.dir)
-            .await
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .context(|| format!("remove state directory {}", self.dir.display()))
-            .map_err(fail)?;
+        remove_state_dir(&self.dir).await.map_err(fail)?;
         let mut warnings = Vec::new();
         let poststop = self
             .state()
@@ -145,8 +133,7 @@ impl Container {
                 id: self.id.to_string(),
                 cause: Box::new(cause),
             })?;
-        fs::remove_dir_all(&self.dir)
-            .context(|| format!("remove state directory {}", self.dir.display()))?;
+        remove_state_dir(&self.dir).await?;
         Ok(format!(
             "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
              its processes, other cgroups, RDT group and poststop hooks could not be checked",
@@ -154,4 +141,27 @@ impl Container {
             relative.display()
         ))
     }
+}
+
+/// Marks a state directory that is being removed; `~` cannot occur in an id, so such a name
+/// never passes for a container.
+pub const TOMBSTONE_PREFIX: &str = "~deleting.";
+
+/// D13, atomically: the directory is renamed out of the way first, so a crash part-way
+/// through the removal leaves a tombstone (finished at the next start), never a
+/// half-emptied directory that looks like a container.
+pub async fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tombstone = dir.with_file_name(format!("{TOMBSTONE_PREFIX}{name}"));
+    match tokio::fs::rename(dir, &tombstone).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context(|| format!("remove state directory {}", dir.display())),
+    }
+    tokio::fs::remove_dir_all(&tombstone)
+        .await
+        .context(|| format!("remove state directory {}", tombstone.display()))
 }

@@ -44,7 +44,11 @@ impl Daemon {
         prepare(&root);
         let cgroup_parent = format!(
             "berth-test-{}",
-            dir.path().file_name().unwrap().to_string_lossy().trim_start_matches('.')
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
         );
         let mut daemon = Self {
             socket: dir.path().join("run").join("berth.sock"),
@@ -124,7 +128,12 @@ impl Daemon {
         ContainerServiceClient::new(self.channel().await)
     }
 
-    pub async fn create(&self, id: &str, bundle: &Bundle, stdout: Option<&str>) -> Result<berth::proto::Container, tonic::Status> {
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Bundle,
+        stdout: Option<&str>,
+    ) -> Result<berth::proto::Container, tonic::Status> {
         let response = self
             .client()
             .await
@@ -138,7 +147,10 @@ impl Daemon {
         Ok(response.into_inner().container.unwrap())
     }
 
-    pub async fn start_container(&self, id: &str) -> Result<berth::proto::Container, tonic::Status> {
+    pub async fn start_container(
+        &self,
+        id: &str,
+    ) -> Result<berth::proto::Container, tonic::Status> {
         let response = self
             .client()
             .await
@@ -149,8 +161,13 @@ impl Daemon {
 
     /// Creates and starts; returns the init's pid.
     pub async fn run(&self, id: &str, bundle: &Bundle, stdout: Option<&str>) -> i32 {
-        let created = self.create(id, bundle, stdout).await.unwrap_or_else(|e| panic!("create {id}: {e:?}\n{}", self.logs()));
-        self.start_container(id).await.unwrap_or_else(|e| panic!("start {id}: {e:?}"));
+        let created = self
+            .create(id, bundle, stdout)
+            .await
+            .unwrap_or_else(|e| panic!("create {id}: {e:?}\n{}", self.logs()));
+        self.start_container(id)
+            .await
+            .unwrap_or_else(|e| panic!("start {id}: {e:?}"));
         created.pid as i32
     }
 
@@ -163,11 +180,18 @@ impl Daemon {
         Ok(response.into_inner().container.unwrap())
     }
 
-    pub async fn delete(&self, id: &str, force: bool) -> Result<berth::proto::DeleteContainerResponse, tonic::Status> {
+    pub async fn delete(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<berth::proto::DeleteContainerResponse, tonic::Status> {
         let response = self
             .client()
             .await
-            .delete_container(berth::proto::DeleteContainerRequest { id: id.into(), force })
+            .delete_container(berth::proto::DeleteContainerRequest {
+                id: id.into(),
+                force,
+            })
             .await?;
         Ok(response.into_inner())
     }
@@ -175,7 +199,11 @@ impl Daemon {
     pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), tonic::Status> {
         self.client()
             .await
-            .kill_container(berth::proto::KillContainerRequest { id: id.into(), signal, all })
+            .kill_container(berth::proto::KillContainerRequest {
+                id: id.into(),
+                signal,
+                all,
+            })
             .await?;
         Ok(())
     }
@@ -238,7 +266,8 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
             let listed = self.cli(&["list", "--json"]);
-            let containers: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+            let containers: serde_json::Value =
+                serde_json::from_slice(&listed.stdout).unwrap_or_default();
             for container in containers.as_array().into_iter().flatten() {
                 if let Some(id) = container["id"].as_str() {
                     self.cli(&["delete", "--force", id]);
@@ -260,7 +289,8 @@ pub fn cgroup_dirs(relative: &str) -> Vec<PathBuf> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let separator = fields.iter().position(|f| *f == "-")?;
-            matches!(fields[separator + 1], "cgroup" | "cgroup2").then(|| Path::new(fields[4]).join(relative))
+            matches!(fields[separator + 1], "cgroup" | "cgroup2")
+                .then(|| Path::new(fields[4]).join(relative))
         })
         .collect();
     dirs.dedup();
@@ -279,8 +309,11 @@ impl Bundle {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
-        for applet in ["sh", "sleep", "cat", "echo", "hostname", "touch", "id", "true", "ls", "mkdir", "kill"] {
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("busybox-static is installed");
+        for applet in [
+            "sh", "sleep", "cat", "echo", "hostname", "touch", "id", "true", "ls", "mkdir", "kill",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         let spec = Command::new("runc")
@@ -304,7 +337,11 @@ impl Bundle {
     }
 
     pub fn write(&self) {
-        std::fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Changes config.json in place.
@@ -317,7 +354,10 @@ impl Bundle {
     /// Drops one namespace (for example "pid", so the container shares the host's).
     pub fn without_namespace(&mut self, kind: &str) -> &mut Self {
         self.edit(|c| {
-            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != kind);
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != kind);
         })
     }
 }
@@ -328,7 +368,11 @@ pub fn output_file(dir: &tempfile::TempDir, name: &str) -> String {
 }
 
 /// Polls the daemon's own view until `id` has `status`; panics after 10 s.
-pub async fn wait_status(client: &mut ContainerServiceClient<Channel>, id: &str, status: berth::proto::ContainerStatus) -> berth::proto::Container {
+pub async fn wait_status(
+    client: &mut ContainerServiceClient<Channel>,
+    id: &str,
+    status: berth::proto::ContainerStatus,
+) -> berth::proto::Container {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let container = client
@@ -341,7 +385,11 @@ pub async fn wait_status(client: &mut ContainerServiceClient<Channel>, id: &str,
         if container.status() == status {
             return container;
         }
-        assert!(Instant::now() < deadline, "{id} is {:?}, not {status:?}, after 10s", container.status());
+        assert!(
+            Instant::now() < deadline,
+            "{id} is {:?}, not {status:?}, after 10s",
+            container.status()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -354,7 +402,10 @@ pub async fn wait_output(path: &str, text: &str) -> String {
         if content.contains(text) {
             return content;
         }
-        assert!(Instant::now() < deadline, "{path} never got {text:?}: {content:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got {text:?}: {content:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -371,7 +422,10 @@ pub fn process_alive(pid: i32) -> bool {
 pub async fn wait_gone(pids: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while pids.iter().any(|&pid| process_alive(pid)) {
-        assert!(Instant::now() < deadline, "processes {pids:?} still alive after 10s");
+        assert!(
+            Instant::now() < deadline,
+            "processes {pids:?} still alive after 10s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,0 +1,728 @@
+//! DeleteContainer, point by point (docs/delete.md D1-D19), on real containers.
+//! D1, D2, D4, D5 without force and D18/D19 basics are in foundation.rs.
+mod common;
+
+use std::{
+    fs,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use berth::proto::ContainerStatus;
+use common::*;
+use tonic::Code;
+
+fn write(path: &std::path::Path, value: &str) {
+    fs::write(path, value).unwrap_or_else(|e| panic!("write {value} to {}: {e}", path.display()));
+}
+
+/// A host process the test owns; its exit is collected when it is dropped.
+struct HostProcess(std::process::Child);
+
+impl HostProcess {
+    fn sleep() -> Self {
+        Self(Command::new("sleep").arg("1000").spawn().unwrap())
+    }
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    /// Waits for the exit (the daemon is expected to kill it) and returns the signal.
+    fn wait_killed(mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        self.0.wait().unwrap().signal()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn freezer_of(dirs: &[std::path::PathBuf]) -> std::path::PathBuf {
+    dirs.iter()
+        .find(|d| d.join("freezer.state").exists())
+        .expect("a v1 freezer")
+        .clone()
+}
+
+#[tokio::test]
+async fn d3_d13_d17_stopped_container_is_destroyed_and_its_last_snapshot_returned() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sh", "-c", "exit 3"]);
+    let pid = daemon.run("done", &bundle, None).await;
+    wait_status(&mut daemon.client().await, "done", ContainerStatus::Stopped).await;
+    let response = daemon.delete("done", false).await.unwrap();
+    let last = response.container.unwrap();
+    assert_eq!(
+        (last.id.as_str(), last.pid as i32, last.status()),
+        ("done", pid, ContainerStatus::Stopped)
+    );
+    assert_eq!(last.bundle, bundle.path().to_str().unwrap());
+    assert_eq!(last.exit_status.unwrap().code, 3);
+    assert!(response.warnings.is_empty());
+    assert!(!daemon.root.join("done").exists());
+    assert!(daemon.container_cgroups("done").iter().all(|d| !d.exists()));
+    assert_eq!(daemon.get("done").await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn d3_stopped_with_force_and_created_without_force_are_deleted() {
+    let daemon = Daemon::start().await;
+    let sleeper = Bundle::busybox(&["sleep", "1000"]);
+    let created = daemon.create("fresh", &sleeper, None).await.unwrap().pid as i32;
+    // Created, no force: killed, then destroyed (runc, crun and youki all do this).
+    daemon.delete("fresh", false).await.unwrap();
+    wait_gone(&[created]).await;
+    assert!(!daemon.root.join("fresh").exists());
+
+    let exits = Bundle::busybox(&["true"]);
+    daemon.run("ended", &exits, None).await;
+    wait_status(
+        &mut daemon.client().await,
+        "ended",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    daemon.delete("ended", true).await.unwrap();
+    assert!(!daemon.root.join("ended").exists());
+}
+
+#[tokio::test]
+async fn d4_guard_running_and_paused_without_force_are_untouched() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let pid = daemon.run("busy", &bundle, None).await;
+    let refused = daemon.delete("busy", false).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.message(),
+        "cannot delete container busy that is not stopped: running"
+    );
+    assert!(process_alive(pid) && daemon.root.join("busy/state.json").exists());
+    assert!(daemon.container_cgroups("busy").iter().all(|d| d.exists()));
+
+    daemon
+        .client()
+        .await
+        .pause_container(berth::proto::PauseContainerRequest { id: "busy".into() })
+        .await
+        .unwrap();
+    let refused = daemon.delete("busy", false).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.message(),
+        "cannot delete container busy that is not stopped: paused"
+    );
+    assert_eq!(
+        daemon.get("busy").await.unwrap().status(),
+        ContainerStatus::Paused
+    );
+
+    let cli = daemon.cli(&["delete", "busy"]);
+    assert_eq!(cli.status.code(), Some(1), "D19");
+    assert_eq!(
+        stderr(&cli),
+        "cannot delete container busy that is not stopped: paused\n"
+    );
+
+    // D7: paused + force thaws so the SIGKILL lands (cgroup v1).
+    let forced = daemon.cli(&["delete", "--force", "busy"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
+    assert!(
+        stdout(&forced).is_empty() && stderr(&forced).is_empty(),
+        "D19: silent on success"
+    );
+    wait_gone(&[pid]).await;
+    assert!(daemon.container_cgroups("busy").iter().all(|d| !d.exists()));
+}
+
+#[tokio::test]
+async fn d5_force_removes_default_cgroup_and_state_dir_with_a_warning() {
+    let mut daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["true"]);
+    daemon.run("garbled", &bundle, None).await;
+    wait_status(
+        &mut daemon.client().await,
+        "garbled",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    daemon.crash();
+    fs::write(daemon.root.join("garbled/state.json"), "{\"truncated").unwrap();
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    let unknown = daemon.get("garbled").await.unwrap();
+    assert_eq!(unknown.status(), ContainerStatus::Unknown);
+    assert!(
+        unknown.status_reason.contains("state.json"),
+        "{}",
+        unknown.status_reason
+    );
+    let response = daemon.delete("garbled", true).await.unwrap();
+    assert_eq!(response.warnings.len(), 1);
+    assert!(
+        response.warnings[0].contains("could not be checked"),
+        "{:?}",
+        response.warnings
+    );
+    assert!(!daemon.root.join("garbled").exists());
+    assert!(daemon
+        .container_cgroups("garbled")
+        .iter()
+        .all(|d| !d.exists()));
+}
+
+#[tokio::test]
+async fn d6_reused_pid_is_never_signalled() {
+    // A live process that is not the container's init: same pid, other start time.
+    let stranger = HostProcess::sleep();
+    let pid = stranger.pid();
+    let daemon = Daemon::start_with(
+        |root| {
+            write_state(
+                root,
+                "ghost",
+                &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#),
+            )
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(
+        daemon.get("ghost").await.unwrap().status(),
+        ContainerStatus::Stopped
+    );
+    daemon.delete("ghost", true).await.unwrap();
+    daemon.kill("ghost", 9, false).await.unwrap_err();
+    assert!(
+        process_alive(pid),
+        "berthd signalled a process that only shares the pid"
+    );
+}
+
+#[tokio::test]
+async fn d7_d9_shared_pid_namespace_leftovers_are_killed_by_a_plain_delete() {
+    let daemon = Daemon::start().await;
+    let mut bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    bundle.without_namespace("pid");
+    let init = daemon.run("shared", &bundle, None).await;
+    let dirs = daemon.container_cgroups("shared");
+    let procs = |dir: &std::path::Path| -> Vec<i32> {
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procs(&dirs[0]).len() < 3 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let children: Vec<i32> = procs(&dirs[0]).into_iter().filter(|&p| p != init).collect();
+    // Someone kills only the init; its children live on (no PID namespace takes them down).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_status(
+        &mut daemon.client().await,
+        "shared",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    assert!(children.iter().all(|&p| process_alive(p)));
+    daemon.delete("shared", false).await.unwrap();
+    wait_gone(&children).await;
+    assert!(dirs.iter().all(|d| !d.exists()));
+}
+
+#[tokio::test]
+async fn d7_force_kills_a_running_container_and_removes_everything() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let pid = daemon.run("doomed", &bundle, None).await;
+    let response = daemon.delete("doomed", true).await.unwrap();
+    assert_eq!(
+        response.container.unwrap().status(),
+        ContainerStatus::Running
+    );
+    wait_gone(&[pid]).await;
+    assert!(daemon
+        .container_cgroups("doomed")
+        .iter()
+        .all(|d| !d.exists()));
+    assert!(!daemon.root.join("doomed").exists());
+}
+
+#[tokio::test]
+async fn d8_wait_ends_early_on_exit() {
+    // Rounds of a minute: a wait that did not end the moment the init exits would take one.
+    let daemon = Daemon::start_with(
+        |_| {},
+        &["--kill-wait-round", "60s", "--kill-wait-rounds", "3"],
+    )
+    .await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("quick", &bundle, None).await;
+    let started = Instant::now();
+    daemon.delete("quick", true).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the wait sat out its round: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A container whose init cannot die: its cgroup's parent is frozen by the test, which is
+/// not a pause of the container (freezer.self_freezing is 0), so delete does not thaw it.
+/// This is the honest way to hold a SIGKILLed process alive on this kernel.
+struct FrozenByAncestor {
+    parent_freezer: std::path::PathBuf,
+}
+
+impl FrozenByAncestor {
+    fn bundle(id: &str) -> Bundle {
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+        let path = format!("frozen-{id}/{id}");
+        bundle.edit(|c| c["linux"]["cgroupsPath"] = path.into());
+        bundle
+    }
+
+    fn freeze(daemon: &Daemon, id: &str) -> Self {
+        let parent_freezer = freezer_of(&cgroup_dirs(&format!(
+            "{}/frozen-{id}",
+            daemon.cgroup_parent
+        )));
+        write(&parent_freezer.join("freezer.state"), "FROZEN");
+        Self { parent_freezer }
+    }
+}
+
+impl Drop for FrozenByAncestor {
+    fn drop(&mut self) {
+        let _ = fs::write(self.parent_freezer.join("freezer.state"), "THAWED");
+    }
+}
+
+#[tokio::test]
+async fn d8_timeout_is_deadline_exceeded_and_the_container_stays_deletable() {
+    let daemon = Daemon::start_with(
+        |_| {},
+        &["--kill-wait-rounds", "5", "--kill-wait-round", "100ms"],
+    )
+    .await;
+    daemon
+        .run("stuck", &FrozenByAncestor::bundle("stuck"), None)
+        .await;
+    let frozen = FrozenByAncestor::freeze(&daemon, "stuck");
+    assert_eq!(
+        daemon.get("stuck").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    let status = daemon.delete("stuck", true).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(status.message(), "container init still running: stuck");
+    assert!(
+        daemon.root.join("stuck/state.json").exists(),
+        "nothing is removed"
+    );
+    assert!(daemon
+        .container_cgroups("frozen-stuck/stuck")
+        .iter()
+        .all(|d| d.exists()));
+    drop(frozen);
+    // Thawed, the pending SIGKILL lands: the container is stopped and a plain delete finishes.
+    wait_status(
+        &mut daemon.client().await,
+        "stuck",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    daemon.delete("stuck", false).await.unwrap();
+    assert!(
+        cgroup_dirs(&format!("{}/frozen-stuck", daemon.cgroup_parent))
+            .iter()
+            .all(|d| !d.exists())
+    );
+}
+
+#[tokio::test]
+async fn d10_nested_sub_cgroups_in_every_hierarchy_are_removed_with_their_processes() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("nested", &bundle, None).await;
+    let dirs = daemon.container_cgroups("nested");
+    let mut intruders = Vec::new();
+    let mut made = Vec::new();
+    // Deep in the memory and pids hierarchies, and in the unified tree.
+    for (hierarchy, sub) in [("memory", "a/b"), ("pids", "c"), ("unified", "d")] {
+        let Some(dir) = dirs
+            .iter()
+            .find(|d| d.to_string_lossy().contains(&format!("/{hierarchy}/")))
+        else {
+            continue;
+        };
+        let nested = dir.join(sub);
+        fs::create_dir_all(&nested).unwrap();
+        let process = HostProcess::sleep();
+        write(&nested.join("cgroup.procs"), &process.pid().to_string());
+        made.push(nested);
+        intruders.push(process);
+    }
+    assert!(
+        made.len() >= 2,
+        "expected memory and pids hierarchies: {dirs:?}"
+    );
+    daemon.delete("nested", true).await.unwrap();
+    for process in intruders {
+        assert_eq!(process.wait_killed(), Some(9));
+    }
+    for dir in made.iter().chain(&dirs) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn d11_rdt_group_removed_only_when_berth_created_it() {
+    // No resctrl mount exists on these machines: a plain directory with resctrl's layout
+    // stands in. rmdir fails there (it holds files), which exercises the fallback to
+    // recursive removal that only a non-resctrl directory gets.
+    let resctrl = tempfile::tempdir().unwrap();
+    let shared = resctrl.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let root_flag = resctrl.path().to_str().unwrap().to_owned();
+    let daemon = Daemon::start_with(|_| {}, &["--resctrl-root", &root_flag]).await;
+
+    let mut own = Bundle::busybox(&["sleep", "1000"]);
+    own.edit(|c| c["linux"]["intelRdt"] = serde_json::json!({ "l3CacheSchema": "L3:0=f" }));
+    let pid = daemon.create("rdt-own", &own, None).await.unwrap().pid;
+    let group = resctrl.path().join("rdt-own");
+    assert_eq!(
+        fs::read_to_string(group.join("schemata")).unwrap(),
+        "L3:0=f\n"
+    );
+    assert!(
+        !fs::read_to_string(group.join("tasks")).unwrap().is_empty(),
+        "pid {pid} assigned"
+    );
+    let state = fs::read_to_string(daemon.root.join("rdt-own/state.json")).unwrap();
+    assert!(state.contains("\"createdByBerth\": true"), "{state}");
+    daemon.delete("rdt-own", true).await.unwrap();
+    assert!(!group.exists());
+
+    let mut closid = Bundle::busybox(&["sleep", "1000"]);
+    closid.edit(|c| c["linux"]["intelRdt"] = serde_json::json!({ "closID": "shared" }));
+    daemon.run("rdt-shared", &closid, None).await;
+    daemon.delete("rdt-shared", true).await.unwrap();
+    assert!(shared.is_dir(), "a group berth did not create must stay");
+}
+
+#[tokio::test]
+async fn d12_failed_cgroup_removal_keeps_the_container_and_the_next_delete_finishes() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("obstacle", &bundle, None).await;
+    // A process the delete cannot kill: frozen in a sub-cgroup the test froze itself.
+    let freezer = freezer_of(&daemon.container_cgroups("obstacle"));
+    let stuck = freezer.join("stuck");
+    fs::create_dir(&stuck).unwrap();
+    let process = HostProcess::sleep();
+    write(&stuck.join("cgroup.procs"), &process.pid().to_string());
+    write(&stuck.join("freezer.state"), "FROZEN");
+
+    let status = daemon.delete("obstacle", true).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert!(
+        status
+            .message()
+            .starts_with("unable to destroy container: obstacle: "),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().contains("stuck"), "{}", status.message());
+    assert!(daemon.root.join("obstacle/state.json").exists());
+    assert_eq!(
+        daemon.get("obstacle").await.unwrap().status(),
+        ContainerStatus::Stopped
+    );
+
+    write(&stuck.join("freezer.state"), "THAWED");
+    daemon.delete("obstacle", false).await.unwrap();
+    assert_eq!(process.wait_killed(), Some(9));
+    assert!(daemon
+        .container_cgroups("obstacle")
+        .iter()
+        .all(|d| !d.exists()));
+    assert!(!daemon.root.join("obstacle").exists());
+}
+
+#[tokio::test]
+async fn d14_poststop_hooks_all_run_failures_and_timeouts_are_warnings() {
+    let daemon = Daemon::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let seen = output_file(&out, "state.json");
+    let argv = output_file(&out, "argv");
+    let orphan_pid = output_file(&out, "orphan.pid");
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit(|c| {
+        c["annotations"] = serde_json::json!({ "team": "berth" });
+        c["hooks"] = serde_json::json!({ "poststop": [
+            { "path": "/usr/bin/busybox", "args": ["sh", "-c", "exit 3"] },
+            { "path": "/usr/bin/busybox",
+              "args": ["sh", "-c", format!("sleep 1000 & echo $! > {orphan_pid}; sleep 1000")],
+              "timeout": 1 },
+            // Python reports its argv[0] and the environment it was executed with, untouched.
+            { "path": "/usr/bin/python3",
+              "args": ["named-arg0", "-c", format!(
+                  "import sys; open('{seen}', 'w').write(sys.stdin.read()); \
+                   open('{argv}', 'w').write(sys.orig_argv[0] + '\\n' + open('/proc/self/environ').read())")],
+              "env": ["HOOK_ENV=given"] },
+        ]});
+    });
+    daemon.run("hooks", &bundle, None).await;
+    let response = daemon.delete("hooks", true).await.unwrap();
+    assert_eq!(response.warnings.len(), 2, "{:?}", response.warnings);
+    assert!(
+        response.warnings[0].starts_with("poststop hook #0"),
+        "{:?}",
+        response.warnings
+    );
+    assert!(
+        response.warnings[0].contains("exited with status 3"),
+        "{:?}",
+        response.warnings
+    );
+    assert!(
+        response.warnings[1].contains("timeout of 1s"),
+        "{:?}",
+        response.warnings
+    );
+    // The timed-out hook's whole process group was killed.
+    let orphan: i32 = fs::read_to_string(&orphan_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_gone(&[orphan]).await;
+
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["id"], "hooks");
+    assert_eq!(state["bundle"], bundle.path().to_str().unwrap());
+    assert_eq!(state["annotations"]["team"], "berth");
+    assert!(state["ociVersion"].is_string());
+    // argv[0] and the environment exactly as given, nothing added.
+    assert_eq!(
+        fs::read_to_string(&argv).unwrap(),
+        "named-arg0\nHOOK_ENV=given\0"
+    );
+    assert!(
+        !daemon.root.join("hooks").exists(),
+        "hook failures do not keep the container"
+    );
+}
+
+#[tokio::test]
+async fn d15_racing_deletes_of_one_container_exactly_one_wins() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["true"]);
+    daemon.run("contested", &bundle, None).await;
+    wait_status(
+        &mut daemon.client().await,
+        "contested",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    let mut racers = Vec::new();
+    for _ in 0..10 {
+        let mut client = daemon.client().await;
+        racers.push(tokio::spawn(async move {
+            client
+                .delete_container(berth::proto::DeleteContainerRequest {
+                    id: "contested".into(),
+                    force: false,
+                })
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert!(!daemon.root.join("contested").exists());
+}
+
+fn sigkill_pending(pid: i32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
+        .any(|mask| u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0))
+}
+
+#[tokio::test]
+async fn d15_a_stuck_delete_does_not_hold_up_other_containers() {
+    let daemon = Daemon::start_with(
+        |_| {},
+        &["--kill-wait-rounds", "50", "--kill-wait-round", "100ms"],
+    )
+    .await;
+    let init = daemon
+        .run("jammed", &FrozenByAncestor::bundle("jammed"), None)
+        .await;
+    let frozen = FrozenByAncestor::freeze(&daemon, "jammed");
+    let free = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("free", &free, None).await;
+
+    let mut client = daemon.client().await;
+    let jammed = tokio::spawn(async move {
+        client
+            .delete_container(berth::proto::DeleteContainerRequest {
+                id: "jammed".into(),
+                force: true,
+            })
+            .await
+    });
+    // The jammed delete is waiting once its SIGKILL is pending on the frozen init.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sigkill_pending(init) {
+        assert!(
+            Instant::now() < deadline,
+            "the jammed delete never sent SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    daemon.delete("free", true).await.unwrap();
+    daemon.get("free").await.unwrap_err();
+    assert!(
+        !jammed.is_finished(),
+        "the jammed delete should still be waiting for its init"
+    );
+    drop(frozen);
+    jammed.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn d16_daemon_killed_during_parallel_deletes_restarts_into_deletable_containers() {
+    let mut daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let mut pids = Vec::new();
+    for round in 0..4u64 {
+        let ids: Vec<String> = (0..6).map(|i| format!("crash{round}-{i}")).collect();
+        for id in &ids {
+            pids.push(daemon.run(id, &bundle, None).await);
+        }
+        let mut deletes = Vec::new();
+        for id in &ids {
+            let mut client = daemon.client().await;
+            let id = id.clone();
+            deletes.push(tokio::spawn(async move {
+                client
+                    .delete_container(berth::proto::DeleteContainerRequest { id, force: true })
+                    .await
+            }));
+        }
+        // Crash at a different moment of the deletes each round.
+        tokio::time::sleep(Duration::from_millis(round * 3)).await;
+        daemon.crash();
+        for delete in deletes {
+            let _ = delete.await;
+        }
+        daemon.spawn(&[]);
+        daemon.wait_serving().await;
+        // Whatever survived is listed and deletable; deleting it finishes the job.
+        let listed = daemon.cli(&["list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        for container in listed.as_array().unwrap() {
+            let id = container["id"].as_str().unwrap();
+            daemon
+                .delete(id, true)
+                .await
+                .unwrap_or_else(|e| panic!("second delete of {id}: {e:?}"));
+        }
+        for id in &ids {
+            assert!(!daemon.root.join(id).exists(), "{id}: state left");
+            assert!(
+                daemon.container_cgroups(id).iter().all(|d| !d.exists()),
+                "{id}: cgroup left"
+            );
+        }
+    }
+    wait_gone(&pids).await;
+    let listed = daemon.cli(&["list", "--json"]);
+    assert_eq!(stdout(&listed).trim(), "[]");
+}
+
+#[tokio::test]
+async fn forty_running_containers_force_deleted_in_parallel() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let mut pids = Vec::new();
+    for i in 0..40 {
+        pids.push(daemon.run(&format!("many{i}"), &bundle, None).await);
+    }
+    let mut deletes = Vec::new();
+    for i in 0..40 {
+        let mut client = daemon.client().await;
+        deletes.push(tokio::spawn(async move {
+            client
+                .delete_container(berth::proto::DeleteContainerRequest {
+                    id: format!("many{i}"),
+                    force: true,
+                })
+                .await
+        }));
+    }
+    for delete in deletes {
+        delete.await.unwrap().unwrap();
+    }
+    wait_gone(&pids).await;
+    for i in 0..40 {
+        assert!(!daemon.root.join(format!("many{i}")).exists());
+        assert!(daemon
+            .container_cgroups(&format!("many{i}"))
+            .iter()
+            .all(|d| !d.exists()));
+    }
+}
+
+#[tokio::test]
+async fn d18_subscribers_see_exited_then_deleted() {
+    let daemon = Daemon::start().await;
+    let mut events = daemon
+        .client()
+        .await
+        .watch_events(berth::proto::WatchEventsRequest {
+            id: "watched".into(),
+            types: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("watched", &bundle, None).await;
+    daemon.delete("watched", true).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        kinds.push(event.r#type());
+    }
+    use berth::proto::EventType::*;
+    assert_eq!(kinds, [Created, Started, Exited, Deleted]);
+}
