@@ -332,7 +332,14 @@ impl Reaper {
         &self,
         command: &mut std::process::Command,
     ) -> io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
-        let mut state = self.state();
+        self.spawn_locked(&mut self.state(), command)
+    }
+
+    fn spawn_locked(
+        &self,
+        state: &mut ReaperState,
+        command: &mut std::process::Command,
+    ) -> io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
         let child = command.spawn()?;
         let pid = child.id() as i32;
         // A status kept for an earlier process with this pid is stale now.
@@ -340,6 +347,22 @@ impl Reaper {
         let (tx, rx) = oneshot::channel();
         state.waiters.insert(pid, tx);
         Ok((child, rx))
+    }
+
+    /// Spawns `command` with `fd` inherited (it is close-on-exec everywhere else). The
+    /// flag is lifted only while the reaper's lock is held, and every spawn in berthd takes
+    /// that lock, so no other child can inherit the fd by accident.
+    pub fn spawn_inheriting(
+        &self,
+        command: &mut std::process::Command,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        let mut state = self.state();
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        let spawned = self.spawn_locked(&mut state, command);
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        spawned
     }
 
     /// The exit status of `init`, which must be a child of berthd (an init adopted when its

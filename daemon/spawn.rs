@@ -13,9 +13,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// The helper finds its end of the socket here.
-pub const INIT_SOCKET_FD: i32 = 3;
-/// The first argument that turns berthd into the helper.
+/// The first argument that turns berthd into the helper; the second is the fd number of
+/// its end of the socket.
 pub const INIT_ARG: &str = "init";
 
 /// What berthd sends the helper once it sits in the container's cgroups.

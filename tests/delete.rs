@@ -52,7 +52,7 @@ async fn d3_d13_d17_stopped_container_is_destroyed_and_its_last_snapshot_returne
     let daemon = Daemon::start().await;
     let bundle = Bundle::busybox(&["sh", "-c", "exit 3"]);
     let pid = daemon.run("done", &bundle, None).await;
-    wait_status(&mut daemon.client().await, "done", ContainerStatus::Stopped).await;
+    wait_exit_status(&mut daemon.client().await, "done").await;
     let response = daemon.delete("done", false).await.unwrap();
     let last = response.container.unwrap();
     assert_eq!(

@@ -76,13 +76,7 @@ async fn acceptance_bundle_creates_starts_and_runs_isolated() {
     assert_eq!(listed[0]["pid"], pid);
 
     daemon.kill("acceptance", 9, false).await.unwrap();
-    let stopped = wait_status(
-        &mut daemon.client().await,
-        "acceptance",
-        ContainerStatus::Stopped,
-    )
-    .await;
-    let exit = stopped.exit_status.unwrap();
+    let exit = wait_exit_status(&mut daemon.client().await, "acceptance").await;
     assert_eq!((exit.code, exit.signal), (137, 9));
     daemon.delete("acceptance", false).await.unwrap();
     assert!(daemon
@@ -97,13 +91,7 @@ async fn natural_exit_records_the_exit_code() {
     let daemon = Daemon::start().await;
     let bundle = Bundle::busybox(&["sh", "-c", "exit 7"]);
     daemon.run("exits", &bundle, None).await;
-    let stopped = wait_status(
-        &mut daemon.client().await,
-        "exits",
-        ContainerStatus::Stopped,
-    )
-    .await;
-    let exit = stopped.exit_status.expect("berthd saw the exit");
+    let exit = wait_exit_status(&mut daemon.client().await, "exits").await;
     assert_eq!((exit.code, exit.signal), (7, 0));
     let on_disk = fs::read_to_string(daemon.root.join("exits/state.json")).unwrap();
     assert!(on_disk.contains("\"code\": 7"), "{on_disk}");
@@ -483,12 +471,7 @@ async fn containers_survive_a_daemon_crash_with_their_status_and_pid() {
         .pid;
     let running_pid = daemon.run("c-running", &sleeper, None).await;
     daemon.run("c-stopped", &exits, None).await;
-    wait_status(
-        &mut daemon.client().await,
-        "c-stopped",
-        ContainerStatus::Stopped,
-    )
-    .await;
+    wait_exit_status(&mut daemon.client().await, "c-stopped").await;
 
     daemon.crash();
     assert!(process_alive(running_pid), "a container died with berthd");

@@ -5,7 +5,7 @@
 use std::{
     fs::{self, OpenOptions},
     os::{
-        fd::AsRawFd,
+        fd::{AsFd, AsRawFd},
         unix::{
             fs::{DirBuilderExt, OpenOptionsExt},
             process::CommandExt,
@@ -31,7 +31,7 @@ use crate::{
     id::ContainerId,
     process::{ExitStatus, Pidfd, ProcStat},
     rdt,
-    spawn::{InitConfig, Proceed, Report, INIT_ARG, INIT_SOCKET_FD},
+    spawn::{InitConfig, Proceed, Report, INIT_ARG},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 
@@ -359,24 +359,12 @@ impl Container {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let child_end = theirs.as_raw_fd();
-        // SAFETY: only async-signal-safe calls (dup2, fcntl) run between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                if child_end == INIT_SOCKET_FD {
-                    nix::fcntl::fcntl(
-                        std::os::fd::BorrowedFd::borrow_raw(INIT_SOCKET_FD),
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                    )?;
-                } else if libc::dup2(child_end, INIT_SOCKET_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // The helper's end of the socket is its only inherited fd beyond stdio; its number
+        // travels as an argument, so no code has to run between fork and exec.
+        command.arg(theirs.as_raw_fd().to_string());
         let (helper, _helper_exit) = runtime
             .reaper
-            .spawn(&mut command)
+            .spawn_inheriting(&mut command, theirs.as_fd())
             .context(|| "start the init helper".into())?;
         drop(theirs);
         let helper_pid = helper.id() as i32;

@@ -25,13 +25,20 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::{
     error::{IoContext, Result},
     hooks,
-    spawn::{Channel, InitConfig, Proceed, Report, INIT_SOCKET_FD},
+    spawn::{Channel, InitConfig, Proceed, Report},
 };
 
-/// Entry point of `berthd init`; never returns.
+/// Entry point of `berthd init <socket fd>`; never returns.
 pub fn main() -> ! {
+    let Some(fd) = std::env::args()
+        .nth(2)
+        .and_then(|arg| arg.parse::<i32>().ok())
+    else {
+        eprintln!("berthd init is started by berthd, with the fd of its socket");
+        std::process::exit(2)
+    };
     // SAFETY: berthd passes the socket as this fd and nothing else in this process owns it.
-    let stream = unsafe { UnixStream::from_raw_fd(INIT_SOCKET_FD) };
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
     // The user process must not inherit it, nor must hooks.
     let _ = nix::fcntl::fcntl(
         &stream,

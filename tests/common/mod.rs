@@ -394,6 +394,23 @@ pub async fn wait_status(
     }
 }
 
+/// Waits until berthd has recorded how `id`'s init ended (the status turns STOPPED the
+/// moment the init dies; the reaper records the exit status an instant later).
+pub async fn wait_exit_status(
+    client: &mut ContainerServiceClient<Channel>,
+    id: &str,
+) -> berth::proto::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let container = wait_status(client, id, berth::proto::ContainerStatus::Stopped).await;
+        if let Some(exit) = container.exit_status {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "{id}: no exit status after 10s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until the file at `path` contains `text` (a container's output); returns it all.
 pub async fn wait_output(path: &str, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
