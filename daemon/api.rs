@@ -291,6 +291,7 @@ impl ContainerService for Api {
         // reports how many events a slow reader missed.
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            tracing::debug!("event subscriber joined");
             loop {
                 let item = tokio::select! {
                     received = events.recv() => match received {
@@ -312,6 +313,7 @@ impl ContainerService for Api {
                     _ = shutdown.wait_for(|stopping| *stopping) => break,
                 }
             }
+            tracing::debug!("event subscriber left");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

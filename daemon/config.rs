@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     pub kill_wait_round: Duration,
 
+    /// Events a WatchEvents subscriber may fall behind by; past that it gets a LAGGED event
+    /// saying how many it missed.
+    #[arg(long, default_value_t = 1024)]
+    pub event_backlog: usize,
+
     /// How long a shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,

@@ -10,9 +10,6 @@ use tokio::sync::broadcast;
 
 use crate::state::ExitRecord;
 
-/// Events a subscriber may fall behind by before it starts missing some.
-pub const SUBSCRIBER_BUFFER: usize = 1024;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Created,
@@ -42,16 +39,15 @@ pub struct Events {
     next_sequence: Mutex<u64>,
 }
 
-impl Default for Events {
-    fn default() -> Self {
+impl Events {
+    /// `backlog`: how many events a subscriber may fall behind by before it misses some.
+    pub fn new(backlog: usize) -> Self {
         Self {
-            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            sender: broadcast::channel(backlog.max(1)).0,
             next_sequence: Mutex::new(1),
         }
     }
-}
 
-impl Events {
     pub fn publish(
         &self,
         kind: EventKind,

@@ -16,7 +16,7 @@ use crate::{
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
     id::ContainerId,
-    process::ExitStatus,
+    process::Pidfd,
     state::{ContainerState, ExitRecord, STATE_FILE},
 };
 
@@ -36,13 +36,24 @@ pub struct DeleteOutcome {
     /// The container's last snapshot; `None` when the id was unknown and force was set.
     pub snapshot: Option<Snapshot>,
     pub warnings: Vec<String>,
+    /// The init's exit (with its status when known), when this delete was first to see it.
+    pub exited: Option<Option<ExitRecord>>,
+}
+
+/// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller
+/// holding the lease.
+async fn report_exit(container: &mut Container, events: &Events) {
+    if let Some(exit) = container.observe_exit().await {
+        tracing::info!(id = %container.id, ?exit, "container init exited");
+        events.publish(EventKind::Exited, container.id.as_str(), exit, Vec::new());
+    }
 }
 
 impl Registry {
     /// Reads every `<root>/<id>/state.json`. A directory without one is a create that died
     /// early and is left for delete (D4); a state file that does not parse is kept as an
     /// UNKNOWN container that says why (D5).
-    pub fn load(runtime: Runtime) -> Result<Self> {
+    pub fn load(runtime: Runtime, events: Events) -> Result<Self> {
         let root = runtime.root.as_path();
         let mut slots = BTreeMap::new();
         let entries =
@@ -92,47 +103,34 @@ impl Registry {
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {
             slots: Mutex::new(slots),
-            events: Arc::new(Events::default()),
+            events: Arc::new(events),
             runtime,
         };
-        for (id, slot) in registry.slots().iter() {
-            let container = slot.try_lock().expect("nobody else holds a lock yet");
-            if let Some(init) = container.as_ref().and_then(|c| c.init.clone()) {
-                // Not berthd's child (its parent was the previous berthd): the exit is seen,
-                // its status is not.
-                let exited = async move {
-                    init.exited().await;
-                    None
-                };
-                registry.watch_exit(slot.clone(), id.clone(), exited);
+        for slot in registry.slots().values() {
+            let mut guard = slot.try_lock().expect("nobody else holds a lock yet");
+            let Some(container) = guard.as_mut() else {
+                continue;
+            };
+            if container.exited_while_away() {
+                // Seen at start-up, with no status: berthd was not there to reap it.
+                registry
+                    .events
+                    .publish(EventKind::Exited, container.id.as_str(), None, Vec::new());
+            }
+            if let Some(init) = container.init.clone() {
+                registry.watch_exit(slot.clone(), init);
             }
         }
         Ok(registry)
     }
 
-    /// Tells subscribers of the init's exit as it happens, and records its status.
-    fn watch_exit(
-        &self,
-        slot: Slot,
-        id: ContainerId,
-        exited: impl std::future::Future<Output = Option<ExitStatus>> + Send + 'static,
-    ) {
+    /// Reports the init's exit the moment it happens, unless a lease holder saw it first.
+    fn watch_exit(&self, slot: Slot, init: Arc<Pidfd>) {
         let events = self.events.clone();
         tokio::spawn(async move {
-            let record = exited.await.map(|status| ExitRecord {
-                code: status.code,
-                signal: status.signal,
-                exited_at: std::time::SystemTime::now(),
-            });
-            tracing::info!(id = %id, exit = ?record, "container init exited");
-            // Published before taking the lock: a delete holding it is waiting for exactly
-            // this exit, and subscribers must see it before the deletion.
-            events.publish(EventKind::Exited, id.as_str(), record.clone(), Vec::new());
-            let Some(record) = record else { return };
+            init.exited().await;
             if let Some(container) = slot.lock().await.as_mut() {
-                if let Err(e) = container.update(|state| state.exit = Some(record)) {
-                    tracing::warn!(id = %id, error = %e, "cannot record the exit status");
-                }
+                report_exit(container, &events).await;
             }
         });
     }
@@ -163,8 +161,18 @@ impl Registry {
         }
     }
 
+    /// A lease on `id`, with the init's exit reported first if it just happened, so no
+    /// event about the container can precede its `exited`.
+    async fn lease_current(&self, id: &ContainerId) -> Lease<'_> {
+        let mut lease = self.lease(id).await;
+        if let Some(container) = lease.guard.as_mut() {
+            report_exit(container, &self.events).await;
+        }
+        lease
+    }
+
     pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
-        let lease = self.lease(id).await;
+        let lease = self.lease_current(id).await;
         lease
             .guard
             .as_ref()
@@ -177,7 +185,8 @@ impl Registry {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
         let mut snapshots = Vec::with_capacity(slots.len());
         for slot in slots {
-            if let Some(container) = slot.lock().await.as_ref() {
+            if let Some(container) = slot.lock().await.as_mut() {
+                report_exit(container, &self.events).await;
                 snapshots.push(container.snapshot());
             }
         }
@@ -189,16 +198,16 @@ impl Registry {
         if lease.guard.is_some() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let (container, exit) = Container::create(&self.runtime, id.clone(), request).await?;
+        let container = Container::create(&self.runtime, id.clone(), request).await?;
         let snapshot = container.snapshot();
+        let init = container.init.clone();
         *lease.guard = Some(container);
-        self.watch_exit(
-            lease.slot.clone(),
-            id.clone(),
-            async move { exit.await.ok() },
-        );
+        // Published under the lease: the exit watcher needs it to report anything.
         self.events
             .publish(EventKind::Created, id.as_str(), None, Vec::new());
+        if let Some(init) = init {
+            self.watch_exit(lease.slot.clone(), init);
+        }
         Ok(snapshot)
     }
 
@@ -206,53 +215,62 @@ impl Registry {
     async fn with_container<T>(
         &self,
         id: &ContainerId,
-        operation: impl AsyncFnOnce(&mut Container, &Runtime) -> Result<T>,
+        operation: impl AsyncFnOnce(&mut Container, &Runtime, &Events) -> Result<T>,
     ) -> Result<T> {
-        let mut lease = self.lease(id).await;
+        let mut lease = self.lease_current(id).await;
         let container = lease
             .guard
             .as_mut()
             .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
-        operation(container, &self.runtime).await
+        operation(container, &self.runtime, &self.events).await
     }
 
     pub async fn start(&self, id: &ContainerId) -> Result<(Snapshot, Vec<String>)> {
-        let result = self
-            .with_container(id, async |c: &mut Container, runtime: &Runtime| {
+        // Published under the lease, before the exit of a process that ends at once.
+        self.with_container(
+            id,
+            async |c: &mut Container, runtime: &Runtime, events: &Events| {
                 let warnings = c.start(runtime).await?;
+                events.publish(EventKind::Started, id.as_str(), None, Vec::new());
                 Ok((c.snapshot(), warnings))
-            })
-            .await?;
-        self.events
-            .publish(EventKind::Started, id.as_str(), None, Vec::new());
-        Ok(result)
+            },
+        )
+        .await
     }
 
     pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {
-        self.with_container(id, async |c: &mut Container, _: &Runtime| {
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
             c.kill(signal, all).await
         })
         .await
     }
 
     pub async fn pause(&self, id: &ContainerId) -> Result<()> {
-        self.with_container(id, async |c: &mut Container, _: &Runtime| c.pause().await)
-            .await?;
-        self.events
-            .publish(EventKind::Paused, id.as_str(), None, Vec::new());
-        Ok(())
+        self.with_container(
+            id,
+            async |c: &mut Container, _: &Runtime, events: &Events| {
+                c.pause().await?;
+                events.publish(EventKind::Paused, id.as_str(), None, Vec::new());
+                Ok(())
+            },
+        )
+        .await
     }
 
     pub async fn resume(&self, id: &ContainerId) -> Result<()> {
-        self.with_container(id, async |c: &mut Container, _: &Runtime| c.resume().await)
-            .await?;
-        self.events
-            .publish(EventKind::Resumed, id.as_str(), None, Vec::new());
-        Ok(())
+        self.with_container(
+            id,
+            async |c: &mut Container, _: &Runtime, events: &Events| {
+                c.resume().await?;
+                events.publish(EventKind::Resumed, id.as_str(), None, Vec::new());
+                Ok(())
+            },
+        )
+        .await
     }
 
     pub async fn delete(&self, id: &ContainerId, force: bool) -> Result<DeleteOutcome> {
-        let mut lease = self.lease(id).await;
+        let mut lease = self.lease_current(id).await;
         let Some(container) = lease.guard.as_mut() else {
             self.remove_leftover_dir(id).await;
             return if force {
@@ -262,6 +280,10 @@ impl Registry {
             };
         };
         let outcome = container.delete(&self.runtime, force).await?;
+        if let Some(exit) = &outcome.exited {
+            self.events
+                .publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());
+        }
         *lease.guard = None;
         self.events.publish(
             EventKind::Deleted,

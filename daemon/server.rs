@@ -20,6 +20,7 @@ use crate::{
     config::Config,
     container::Runtime,
     error::{IoContext, Result},
+    events::Events,
     process::Reaper,
     proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
     registry::Registry,
@@ -74,7 +75,7 @@ pub async fn serve(
         init_binary: InitBinary::seal_current_exe()
             .context(|| "copy berthd into a sealed memfd".into())?,
     };
-    let registry = Arc::new(Registry::load(runtime)?);
+    let registry = Arc::new(Registry::load(runtime, Events::new(config.event_backlog))?);
 
     // Each reflection version lists every service, the other version included, so clients
     // of either see the whole API.

@@ -246,10 +246,10 @@ async fn d7_force_kills_a_running_container_and_removes_everything() {
     let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000"]);
     let pid = daemon.run("doomed", &bundle, None).await;
     let response = daemon.delete("doomed", true).await.unwrap();
-    assert_eq!(
-        response.container.unwrap().status(),
-        ContainerStatus::Running
-    );
+    let last = response.container.unwrap();
+    assert_eq!(last.status(), ContainerStatus::Stopped);
+    let exit = last.exit_status.expect("berthd reaped the init it killed");
+    assert_eq!((exit.code, exit.signal), (137, 9));
     wait_gone(&[pid]).await;
     assert!(daemon
         .container_cgroups("doomed")

@@ -20,7 +20,6 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::UnixStream,
-    sync::oneshot,
 };
 
 use crate::{
@@ -29,7 +28,7 @@ use crate::{
     error::{Error, IoContext, Result},
     hooks,
     id::ContainerId,
-    process::{ExitStatus, Pidfd, ProcStat},
+    process::{Pidfd, ProcStat},
     rdt,
     spawn::{InitConfig, Proceed, Report, INIT_ARG},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
@@ -224,12 +223,12 @@ fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
 }
 
 impl Container {
-    /// Creates the container and returns it with the init's exit status to come.
+    /// Creates the container, its init waiting for StartContainer.
     pub async fn create(
         runtime: &Runtime,
         id: ContainerId,
         request: CreateRequest,
-    ) -> Result<(Self, oneshot::Receiver<ExitStatus>)> {
+    ) -> Result<Self> {
         let bundle = load_bundle(&request.bundle)?;
         let stdout = open_output(&request.stdout, "stdout")?;
         let stderr = open_output(&request.stderr, "stderr")?;
@@ -290,17 +289,12 @@ impl Container {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
-        let mut container = Container {
-            id,
-            dir,
-            record: Record::Valid(state),
-            init: None,
-        };
+        let mut container = Container::load(id, dir, Record::Valid(state));
         match container
             .build(runtime, &bundle, &cgroup_path, stdout, stderr)
             .await
         {
-            Ok(exit) => Ok((container, exit)),
+            Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
                 if let Err(cleanup) = container.abandon(runtime).await {
@@ -318,7 +312,7 @@ impl Container {
         cgroup_path: &Path,
         stdout: Stdio,
         stderr: Stdio,
-    ) -> Result<oneshot::Receiver<ExitStatus>> {
+    ) -> Result<()> {
         let state = self
             .state()
             .expect("a new container's record is valid")
@@ -399,7 +393,8 @@ impl Container {
             .ok_or_else(|| channel.failed(format!("the init (pid {pid}) vanished at once")))?;
         let init = InitProcess { pid, start_time };
         self.update(|state| state.init = Some(init))?;
-        let exit = runtime.reaper.watch(&init);
+        self.exit_status = Some(runtime.reaper.watch(&init));
+        self.exit_observed = false;
         self.init = Pidfd::open(&init)
             .context(|| format!("pidfd of pid {pid}"))?
             .map(std::sync::Arc::new);
@@ -427,7 +422,7 @@ impl Container {
             })
             .await?;
         match channel.receive("ready").await? {
-            Report::Ready => Ok(exit),
+            Report::Ready => Ok(()),
             _ => Err(channel.unexpected("ready")),
         }
     }

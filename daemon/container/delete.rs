@@ -12,7 +12,6 @@ use crate::{
 impl Container {
     pub async fn delete(&mut self, runtime: &Runtime, force: bool) -> Result<DeleteOutcome> {
         let status = self.status();
-        let snapshot = self.snapshot();
         if let Record::Corrupt { path, reason } = &self.record {
             if !force {
                 return Err(Error::CorruptState {
@@ -21,10 +20,12 @@ impl Container {
                     reason: reason.clone(),
                 });
             }
+            let snapshot = self.snapshot();
             let warning = self.delete_unreadable(runtime).await?;
             return Ok(DeleteOutcome {
                 snapshot: Some(snapshot),
                 warnings: vec![warning],
+                exited: None,
             });
         }
         match (status, force) {
@@ -39,10 +40,14 @@ impl Container {
             (Status::Stopped, false) => {}
             _ => self.kill_and_wait(runtime).await?,
         }
+        // Taken once the init is gone, so it carries the exit status when berthd saw it.
+        let exited = self.observe_exit().await;
+        let snapshot = self.snapshot();
         let warnings = self.destroy(runtime).await?;
         Ok(DeleteOutcome {
             snapshot: Some(snapshot),
             warnings,
+            exited,
         })
     }
 

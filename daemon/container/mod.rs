@@ -13,7 +13,7 @@ pub use delete::TOMBSTONE_PREFIX;
 use crate::{
     cgroups,
     id::ContainerId,
-    process::{Pidfd, Reaper},
+    process::{ExitStatus, Pidfd, Reaper},
     spawn::InitBinary,
     state::{ContainerState, ExitRecord},
 };
@@ -72,6 +72,10 @@ pub struct Container {
     /// Held from the moment the init's identity is known (delete.md D6); `None` once it is
     /// gone or when there never was one.
     pub init: Option<Arc<Pidfd>>,
+    /// The init's exit status to come from the reaper, when berthd is its parent.
+    exit_status: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
+    /// The exit was reported (or there is none to report).
+    exit_observed: bool,
 }
 
 /// A point-in-time view of a container, for callers and events.
@@ -103,12 +107,53 @@ impl Container {
             },
             _ => None,
         };
+        let exit_observed = match &record {
+            Record::Valid(state) => state.exit.is_some() || state.init.is_none(),
+            Record::Corrupt { .. } => true,
+        };
         Self {
             id,
             dir,
             record,
             init,
+            exit_status: None,
+            exit_observed,
         }
+    }
+
+    /// At load: the init died while no berthd watched; reported once, with no status.
+    pub fn exited_while_away(&mut self) -> bool {
+        let away = !self.exit_observed && self.init.is_none();
+        self.exit_observed |= away;
+        away
+    }
+
+    /// `Some` once, when the init is found to have exited: with its status if berthd reaped
+    /// it (recorded in state.json too), `None` inside if its parent was another berthd.
+    pub async fn observe_exit(&mut self) -> Option<Option<ExitRecord>> {
+        if self.exit_observed || self.init_alive() || self.init.is_none() {
+            return None;
+        }
+        self.exit_observed = true;
+        // The reaper collects a zombie as soon as SIGCHLD arrives; the wait is short.
+        let status = match self.exit_status.take() {
+            Some(receiver) => tokio::time::timeout(Duration::from_secs(5), receiver)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let record = status.map(|status| ExitRecord {
+            code: status.code,
+            signal: status.signal,
+            exited_at: SystemTime::now(),
+        });
+        if let Some(record) = &record {
+            if let Err(e) = self.update(|state| state.exit = Some(record.clone())) {
+                tracing::warn!(id = %self.id, error = %e, "cannot record the exit status");
+            }
+        }
+        Some(record)
     }
 
     /// The state of a container whose record is valid; callers check `Record` first.
