@@ -13,7 +13,14 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, sync::watch};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
-use tonic_health::ServingStatus;
+use tonic_health::{
+    pb::{
+        health_server::{Health, HealthServer},
+        HealthCheckRequest, HealthCheckResponse,
+    },
+    server::HealthService,
+    ServingStatus,
+};
 
 use crate::{
     api::Api,
@@ -57,7 +64,12 @@ pub async fn serve(
     prepare_socket_path(&config.socket)?;
     let _root_lock = lock_root(&config.root)?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (stopping_tx, stopping) = watch::channel(false);
+    let (health, _) = tonic_health::server::health_reporter();
+    let health_service = HealthServer::new(HealthUntilShutdown {
+        inner: HealthService::from_health_reporter(health.clone()),
+        stopping: stopping.clone(),
+    });
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -97,7 +109,6 @@ pub async fn serve(
     fs::set_permissions(&config.socket, fs::Permissions::from_mode(0o660))
         .context(|| format!("chmod {}", config.socket.display()))?;
 
-    let (stopping_tx, stopping) = watch::channel(false);
     let api = Api::new(registry, stopping.clone());
     let on_shutdown = {
         let health = health.clone();
@@ -189,4 +200,50 @@ fn prepare_socket_path(socket: &Path) -> Result<(), StartError> {
     tracing::info!(socket = %socket.display(), "replacing stale socket");
     fs::remove_file(socket).context(|| format!("remove stale socket {}", socket.display()))?;
     Ok(())
+}
+
+/// The standard health service, except that Watch streams end once the daemon shuts down
+/// (after passing on NOT_SERVING): an open stream would otherwise hold the graceful shutdown
+/// for its whole grace period.
+struct HealthUntilShutdown {
+    inner: HealthService,
+    stopping: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl Health for HealthUntilShutdown {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<HealthCheckResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        use tokio_stream::StreamExt;
+        let mut updates = self.inner.watch(request).await?.into_inner();
+        let mut stopping = self.stopping.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let update = tokio::select! {
+                    // Updates first: NOT_SERVING is set just before `stopping` turns true.
+                    biased;
+                    update = updates.next() => update,
+                    _ = stopping.wait_for(|stopping| *stopping) => None,
+                    () = tx.closed() => None,
+                };
+                let Some(update) = update else { return };
+                if tx.send(update).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
 }

@@ -564,3 +564,26 @@ async fn sigterm_ends_open_event_streams() {
         .expect("stream ended");
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 }
+
+#[tokio::test]
+async fn health_watchers_see_not_serving_at_shutdown_and_do_not_hold_it_up() {
+    let mut daemon = Daemon::start().await;
+    let channel = daemon.channel().await;
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "berth.v1.ContainerService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{}", daemon.logs());
+    assert!(!daemon.logs().contains("did not finish in time"), "{}", daemon.logs());
+    let mut last = first.status();
+    while let Ok(Some(update)) = watch.message().await {
+        last = update.status();
+    }
+    assert_eq!(last, ServingStatus::NotServing);
+}

@@ -567,3 +567,68 @@ async fn hooks_run_in_order_with_the_oci_state() {
         "startContainer \"status\":\"created\"\n"
     );
 }
+
+#[tokio::test]
+async fn spec_features_are_applied_inside_the_container() {
+    let daemon = Daemon::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let stdout = output_file(&out, "stdout");
+    let shared = tempfile::tempdir().unwrap();
+    fs::write(shared.path().join("greeting"), "from-the-host").unwrap();
+    let mut bundle = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "id; cat /data/greeting; echo; \
+         test -c /dev/null && echo null-is-a-device; \
+         wc -c < /proc/keys; ls /sys/firmware | wc -l; \
+         touch /proc/sys/kernel/hostname 2>/dev/null && echo proc-sys-writable || echo proc-sys-read-only; \
+         grep 'Max open files' /proc/self/limits; cat /proc/self/oom_score_adj; \
+         ls /sys/fs/cgroup; echo done; sleep 1000",
+    ]);
+    let data = shared.path().to_str().unwrap().to_owned();
+    bundle.edit(|c| {
+        c["process"]["user"] = serde_json::json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 6] });
+        c["process"]["rlimits"] = serde_json::json!([{ "type": "RLIMIT_NOFILE", "hard": 512, "soft": 256 }]);
+        c["process"]["oomScoreAdj"] = 123.into();
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "ro"]
+        }));
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({ "type": "cgroup" }));
+    });
+    let pid = daemon.run("features", &bundle, Some(&stdout)).await;
+    let seen = wait_output(&stdout, "done").await;
+    assert!(seen.contains("uid=1000 gid=1000 groups=5,6"), "{seen}");
+    assert!(seen.contains("from-the-host"), "{seen}");
+    assert!(seen.contains("null-is-a-device"), "{seen}");
+    // runc spec masks /proc/keys (a file: /dev/null over it) and /sys/firmware (a
+    // directory: an empty tmpfs over it).
+    assert!(seen.contains("\n0\n0\n"), "masked paths: {seen}");
+    assert!(seen.contains("proc-sys-read-only"), "{seen}");
+    assert!(seen.contains("Max open files            256                  512"), "{seen}");
+    assert!(seen.contains("\n123\n"), "{seen}");
+    assert!(seen.contains("memory") && seen.contains("pids"), "the cgroup mount shows the hierarchies: {seen}");
+    assert_ne!(ns(pid, "cgroup"), ns(std::process::id() as i32, "cgroup"));
+    daemon.delete("features", true).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_container_joins_another_containers_namespace_by_path() {
+    let daemon = Daemon::start().await;
+    let first = Bundle::busybox(&["sleep", "1000"]);
+    let first_pid = daemon.run("first", &first, None).await;
+    let mut second = Bundle::busybox(&["sleep", "1000"]);
+    let net = format!("/proc/{first_pid}/ns/net");
+    second.edit(|c| {
+        for namespace in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if namespace["type"] == "network" {
+                namespace["path"] = net.clone().into();
+            }
+        }
+    });
+    let second_pid = daemon.run("second", &second, None).await;
+    assert_eq!(ns(second_pid, "net"), ns(first_pid, "net"));
+    assert_ne!(ns(second_pid, "uts"), ns(first_pid, "uts"));
+    for id in ["second", "first"] {
+        daemon.delete(id, true).await.unwrap();
+    }
+}
