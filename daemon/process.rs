@@ -43,6 +43,11 @@ impl ProcStat {
 }
 
 impl InitProcess {
+    /// The pid still belongs to the process started at `start_time` (zombie or not).
+    pub fn is_same_process(&self) -> bool {
+        matches!(ProcStat::read(self.pid), Ok(Some(stat)) if stat.start_time == self.start_time)
+    }
+
     /// Alive: the pid exists, is neither a zombie nor dead, and is still the same process.
     pub fn is_alive(&self) -> bool {
         match ProcStat::read(self.pid) {
@@ -178,7 +183,9 @@ impl Pidfd {
             },
             pid: init.pid,
         };
-        Ok(init.is_alive().then_some(pidfd))
+        // Identity only: whether it has exited is the pidfd's to tell (a main thread that
+        // called pthread_exit shows as a zombie while the process lives on).
+        Ok(init.is_same_process().then_some(pidfd))
     }
 
     /// Sends `signal` to exactly this process; ESRCH (already gone) is not an error.

@@ -39,10 +39,13 @@ pub fn plan(
     })
 }
 
-pub fn create(group: &RdtGroup, rdt: &LinuxIntelRdt) -> Result<()> {
+/// Makes the group if berth planned to, and writes its schemata; returns whether this call
+/// made the directory (a parallel create may have been first).
+pub fn create(group: &RdtGroup, rdt: &LinuxIntelRdt) -> Result<bool> {
+    let mut made = false;
     if group.created_by_berth {
         match fs::create_dir(&group.path) {
-            Ok(()) => {}
+            Ok(()) => made = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(e).context(|| format!("create RDT group {}", group.path.display()))
@@ -61,7 +64,7 @@ pub fn create(group: &RdtGroup, rdt: &LinuxIntelRdt) -> Result<()> {
         fs::write(&file, schemata.join("\n") + "\n")
             .context(|| format!("write {}", file.display()))?;
     }
-    Ok(())
+    Ok(made)
 }
 
 pub fn assign(group: &RdtGroup, pid: i32) -> Result<()> {

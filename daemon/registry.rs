@@ -198,7 +198,13 @@ impl Registry {
         if lease.guard.is_some() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let container = Container::create(&self.runtime, id.clone(), request).await?;
+        let container = match Container::create(&self.runtime, id.clone(), request).await {
+            Ok(container) => container,
+            Err((error, leftover)) => {
+                *lease.guard = leftover;
+                return Err(error);
+            }
+        };
         let snapshot = container.snapshot();
         let init = container.init.clone();
         *lease.guard = Some(container);

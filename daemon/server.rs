@@ -219,7 +219,8 @@ impl Health for HealthUntilShutdown {
         self.inner.check(request).await
     }
 
-    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<HealthCheckResponse, tonic::Status>>;
+    type WatchStream =
+        tokio_stream::wrappers::ReceiverStream<Result<HealthCheckResponse, tonic::Status>>;
 
     async fn watch(
         &self,
@@ -244,6 +245,8 @@ impl Health for HealthUntilShutdown {
                 }
             }
         });
-        Ok(tonic::Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
     }
 }

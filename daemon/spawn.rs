@@ -32,8 +32,10 @@ pub struct InitConfig {
 /// Progress reports, helper -> berthd.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Report {
-    /// The container's init exists, with this pid in berthd's PID namespace.
-    InitPid(i32),
+    /// The container's init exists, with this pid in berthd's PID namespace and this start
+    /// time (read by the helper while it is still the init's parent, so the pid cannot
+    /// have been reused).
+    InitPid { pid: i32, start_time: u64 },
     /// Mounts are in place, pivot_root is not done: time for the runtime-namespace hooks.
     Mounted,
     /// The init waits on the exec FIFO.

@@ -33,9 +33,6 @@ pub struct ContainerState {
     /// Set once the init exists; before that a crash left nothing but this file and cgroups.
     #[serde(default)]
     pub init: Option<InitProcess>,
-    /// StartContainer released the init: a live init is RUNNING, not CREATED.
-    #[serde(default)]
-    pub started: bool,
     /// How the init ended, when the daemon reaped it.
     #[serde(default)]
     pub exit: Option<ExitRecord>,
@@ -159,7 +156,6 @@ mod tests {
                 pid: 42,
                 start_time: 7,
             }),
-            started: true,
             exit: None,
             shares_pid_namespace: false,
             cgroup_dirs: vec!["/sys/fs/cgroup/pids/berth/c1".into()],
@@ -190,7 +186,7 @@ mod tests {
         )
         .unwrap();
         let state = ContainerState::load(dir.path()).unwrap();
-        assert!(state.init.is_none() && !state.started && state.cgroup_dirs.is_empty());
+        assert!(state.init.is_none() && state.cgroup_dirs.is_empty());
     }
 
     #[test]

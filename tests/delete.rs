@@ -184,7 +184,7 @@ async fn d6_reused_pid_is_never_signalled() {
             write_state(
                 root,
                 "ghost",
-                &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#),
+                &format!(r#""init":{{"pid":{pid},"startTime":1}}"#),
             )
         },
         &[],

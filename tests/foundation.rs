@@ -38,7 +38,7 @@ async fn list_on_an_empty_root_is_empty() {
 #[tokio::test]
 async fn registry_is_loaded_from_the_state_root_at_start() {
     // A live process of this test stands in for a container's init: the daemon must find it
-    // alive by pid and start time.
+    // alive by pid and start time (and never signals it: nothing here deletes these).
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = sleeper.id() as i32;
     let start_time = berth::process::ProcStat::read(pid)
@@ -51,14 +51,20 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
             write_state(
                 root,
                 "running",
-                &format!(r#"{init},"started":true,"annotations":{{"k":"v"}}"#),
+                &format!(r#"{init},"annotations":{{"k":"v"}}"#),
             );
             write_state(root, "created", &init);
+            // A created container's init waits on its exec FIFO.
+            nix::unistd::mkfifo(
+                &root.join("created/exec.fifo"),
+                nix::sys::stat::Mode::from_bits_truncate(0o622),
+            )
+            .unwrap();
             // Same pid, other start time: a reused pid, so the container is stopped.
             write_state(
                 root,
                 "reused",
-                &format!(r#""init":{{"pid":{pid},"startTime":1}},"started":true"#),
+                &format!(r#""init":{{"pid":{pid},"startTime":1}}"#),
             );
             write_state(
                 root,
@@ -580,7 +586,11 @@ async fn health_watchers_see_not_serving_at_shutdown_and_do_not_hold_it_up() {
     assert_eq!(first.status(), ServingStatus::Serving);
     let status = daemon.terminate().await;
     assert!(status.success(), "{}", daemon.logs());
-    assert!(!daemon.logs().contains("did not finish in time"), "{}", daemon.logs());
+    assert!(
+        !daemon.logs().contains("did not finish in time"),
+        "{}",
+        daemon.logs()
+    );
     let mut last = first.status();
     while let Ok(Some(update)) = watch.message().await {
         last = update.status();

@@ -587,13 +587,18 @@ async fn spec_features_are_applied_inside_the_container() {
     ]);
     let data = shared.path().to_str().unwrap().to_owned();
     bundle.edit(|c| {
-        c["process"]["user"] = serde_json::json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 6] });
-        c["process"]["rlimits"] = serde_json::json!([{ "type": "RLIMIT_NOFILE", "hard": 512, "soft": 256 }]);
+        c["process"]["user"] =
+            serde_json::json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 6] });
+        c["process"]["rlimits"] =
+            serde_json::json!([{ "type": "RLIMIT_NOFILE", "hard": 512, "soft": 256 }]);
         c["process"]["oomScoreAdj"] = 123.into();
         c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
             "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "ro"]
         }));
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({ "type": "cgroup" }));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "cgroup" }));
     });
     let pid = daemon.run("features", &bundle, Some(&stdout)).await;
     let seen = wait_output(&stdout, "done").await;
@@ -604,9 +609,15 @@ async fn spec_features_are_applied_inside_the_container() {
     // directory: an empty tmpfs over it).
     assert!(seen.contains("\n0\n0\n"), "masked paths: {seen}");
     assert!(seen.contains("proc-sys-read-only"), "{seen}");
-    assert!(seen.contains("Max open files            256                  512"), "{seen}");
+    assert!(
+        seen.contains("Max open files            256                  512"),
+        "{seen}"
+    );
     assert!(seen.contains("\n123\n"), "{seen}");
-    assert!(seen.contains("memory") && seen.contains("pids"), "the cgroup mount shows the hierarchies: {seen}");
+    assert!(
+        seen.contains("memory") && seen.contains("pids"),
+        "the cgroup mount shows the hierarchies: {seen}"
+    );
     assert_ne!(ns(pid, "cgroup"), ns(std::process::id() as i32, "cgroup"));
     daemon.delete("features", true).await.unwrap();
 }
@@ -631,4 +642,36 @@ async fn a_container_joins_another_containers_namespace_by_path() {
     for id in ["second", "first"] {
         daemon.delete(id, true).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_cgroup_that_already_holds_processes_is_refused() {
+    let daemon = Daemon::start().await;
+    // Someone else's process sits in the cgroup the config names.
+    let occupied = cgroup_dirs(&format!("{}/occupied", daemon.cgroup_parent));
+    let pids_dir = occupied
+        .iter()
+        .find(|d| d.to_string_lossy().contains("/pids/"))
+        .unwrap()
+        .clone();
+    fs::create_dir_all(&pids_dir).unwrap();
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    fs::write(pids_dir.join("cgroup.procs"), stranger.id().to_string()).unwrap();
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit(|c| c["linux"]["cgroupsPath"] = "occupied".into());
+    let status = daemon.create("squatter", &bundle, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("already holds processes"),
+        "{}",
+        status.message()
+    );
+    assert!(process_alive(stranger.id() as i32));
+    assert!(!daemon.root.join("squatter").exists());
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    fs::remove_dir(&pids_dir).unwrap();
 }

@@ -28,7 +28,7 @@ use crate::{
     error::{Error, IoContext, Result},
     hooks,
     id::ContainerId,
-    process::{Pidfd, ProcStat},
+    process::Pidfd,
     rdt,
     spawn::{InitConfig, Proceed, Report, INIT_ARG},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
@@ -184,6 +184,21 @@ fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if linux.personality().is_some() {
         return Err(unsupported("linux.personality"));
     }
+    let has =
+        |kind: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == kind);
+    // Without its own mount namespace the init would set up (and pivot_root) the host's.
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(invalid(
+            config,
+            "linux.namespaces must include a mount namespace",
+        ));
+    }
+    if (spec.hostname().is_some() || spec.domainname().is_some()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid(
+            config,
+            "hostname and domainname need a uts namespace (they would rename the host)",
+        ));
+    }
     for namespace in linux.namespaces().iter().flatten() {
         match namespace.typ() {
             LinuxNamespaceType::User => return Err(unsupported("linux.namespaces: user")),
@@ -211,27 +226,50 @@ fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
             Err(invalid(path, format!("{what} path must be absolute")))
         }
         Some(path) => {
+            // Non-blocking, so a FIFO nobody reads fails at once instead of pinning a
+            // runtime thread; the container then gets an ordinary blocking file.
             let file = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(0o640)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(path)
                 .map_err(|e| invalid(path, format!("cannot open {what}: {e}")))?;
+            let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+                .context(|| format!("fcntl {}", path.display()))?;
+            let blocking =
+                nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking))
+                .context(|| format!("fcntl {}", path.display()))?;
             Ok(file.into())
         }
     }
 }
 
 impl Container {
-    /// Creates the container, its init waiting for StartContainer.
+    /// Creates the container, its init waiting for StartContainer. A create that fails and
+    /// cannot undo what it made hands the container back with the error, so the registry
+    /// keeps it for a delete to finish.
     pub async fn create(
         runtime: &Runtime,
         id: ContainerId,
         request: CreateRequest,
-    ) -> Result<Self> {
-        let bundle = load_bundle(&request.bundle)?;
-        let stdout = open_output(&request.stdout, "stdout")?;
-        let stderr = open_output(&request.stderr, "stderr")?;
+    ) -> std::result::Result<Self, (Error, Option<Self>)> {
+        let no_leftover = |error: Error| (error, None);
+        let bundle = load_bundle(&request.bundle).map_err(no_leftover)?;
+        let stdout = open_output(&request.stdout, "stdout").map_err(no_leftover)?;
+        let stderr = open_output(&request.stderr, "stderr").map_err(no_leftover)?;
+        Self::create_from(runtime, id, bundle, stdout, stderr).await
+    }
+
+    async fn create_from(
+        runtime: &Runtime,
+        id: ContainerId,
+        bundle: Bundle,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> std::result::Result<Self, (Error, Option<Self>)> {
+        let no_leftover = |error: Error| (error, None);
         let linux = bundle
             .spec
             .linux()
@@ -242,28 +280,43 @@ impl Container {
             &runtime.cgroup_parent,
             id.as_str(),
         )
-        .map_err(|reason| invalid(&bundle.dir, format!("linux.cgroupsPath: {reason}")))?;
+        .map_err(|reason| invalid(&bundle.dir, format!("linux.cgroupsPath: {reason}")))
+        .map_err(no_leftover)?;
+        let unavailable = |reason: String| {
+            no_leftover(Error::Unavailable {
+                id: id.to_string(),
+                reason,
+            })
+        };
         let rdt = match linux.intel_rdt() {
-            Some(rdt) => Some(rdt::plan(rdt, &runtime.resctrl_root, id.as_str()).map_err(
-                |reason| Error::Unavailable {
-                    id: id.to_string(),
-                    reason,
-                },
-            )?),
+            Some(rdt) => {
+                Some(rdt::plan(rdt, &runtime.resctrl_root, id.as_str()).map_err(unavailable)?)
+            }
             None => None,
         };
         let (cgroup_dirs, created_cgroup_dirs) = cgroups::plan(&cgroup_path);
+        // Deleting this container will kill whatever is in its cgroup: it must not share it.
+        let occupants = cgroups::processes(&cgroup_dirs);
+        if !occupants.is_empty() {
+            return Err(unavailable(format!(
+                "cgroup {} already holds processes {occupants:?}",
+                cgroup_path.display()
+            )));
+        }
 
         let dir = id.state_dir(&runtime.root);
         // A directory without a registry entry is a create that died before state.json
         // (delete.md D4): it holds nothing worth keeping.
         if fs::symlink_metadata(&dir).is_ok() {
-            fs::remove_dir_all(&dir).context(|| format!("remove leftover {}", dir.display()))?;
+            fs::remove_dir_all(&dir)
+                .context(|| format!("remove leftover {}", dir.display()))
+                .map_err(no_leftover)?;
         }
         fs::DirBuilder::new()
             .mode(0o711)
             .create(&dir)
-            .context(|| format!("create state directory {}", dir.display()))?;
+            .context(|| format!("create state directory {}", dir.display()))
+            .map_err(no_leftover)?;
         let state = ContainerState {
             schema_version: SCHEMA_VERSION,
             id: id.to_string(),
@@ -277,7 +330,6 @@ impl Container {
                 .into_iter()
                 .collect(),
             init: None,
-            started: false,
             exit: None,
             shares_pid_namespace: shares_pid_namespace(&bundle.spec),
             cgroup_dirs,
@@ -287,7 +339,7 @@ impl Container {
         };
         if let Err(e) = state.save(&dir) {
             let _ = fs::remove_dir_all(&dir);
-            return Err(e);
+            return Err(no_leftover(e));
         }
         let mut container = Container::load(id, dir, Record::Valid(state));
         match container
@@ -297,10 +349,13 @@ impl Container {
             Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
-                if let Err(cleanup) = container.abandon(runtime).await {
-                    tracing::error!(id = %container.id, error = %cleanup, "cannot clean up a failed create");
+                match container.abandon(runtime).await {
+                    Ok(()) => Err((error, None)),
+                    Err(cleanup) => {
+                        tracing::error!(id = %container.id, error = %cleanup, "cannot clean up a failed create; keeping it for delete");
+                        Err((error, Some(container)))
+                    }
                 }
-                Err(error)
             }
         }
     }
@@ -340,7 +395,10 @@ impl Container {
         }
         cgroups::allow_default_devices(&state.cgroup_dirs)?;
         if let (Some(group), Some(rdt)) = (&state.rdt, linux.intel_rdt()) {
-            rdt::create(group, rdt)?;
+            if group.created_by_berth && !rdt::create(group, rdt)? {
+                // Another create made the group first: it is shared, not ours to remove.
+                self.update(|state| state.rdt.as_mut().expect("planned").created_by_berth = false)?;
+            }
         }
 
         let (ours, theirs) =
@@ -383,14 +441,9 @@ impl Container {
             })
             .await?;
 
-        let Report::InitPid(pid) = channel.receive("the init's pid").await? else {
+        let Report::InitPid { pid, start_time } = channel.receive("the init's pid").await? else {
             return Err(channel.unexpected("the init's pid"));
         };
-        let start_time = ProcStat::read(pid)
-            .ok()
-            .flatten()
-            .map(|stat| stat.start_time)
-            .ok_or_else(|| channel.failed(format!("the init (pid {pid}) vanished at once")))?;
         let init = InitProcess { pid, start_time };
         self.update(|state| state.init = Some(init))?;
         self.exit_status = Some(runtime.reaper.watch(&init));

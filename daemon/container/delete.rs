@@ -161,6 +161,13 @@ pub async fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tombstone = dir.with_file_name(format!("{TOMBSTONE_PREFIX}{name}"));
+    // One left by an earlier delete that could not finish would block the rename.
+    match tokio::fs::remove_dir_all(&tombstone).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context(|| format!("remove {}", tombstone.display()))
+        }
+        _ => {}
+    }
     match tokio::fs::rename(dir, &tombstone).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -176,10 +176,13 @@ impl Container {
         if state.cgroup_dirs.iter().any(|dir| cgroups::is_frozen(dir)) {
             return Status::Paused;
         }
-        match (self.init_alive(), state.started) {
-            (false, _) => Status::Stopped,
-            (true, false) => Status::Created,
-            (true, true) => Status::Running,
+        if !self.init_alive() {
+            Status::Stopped
+        } else if self.dir.join(create::EXEC_FIFO).exists() {
+            // The init still waits on the FIFO StartContainer removes.
+            Status::Created
+        } else {
+            Status::Running
         }
     }
 

@@ -39,8 +39,9 @@ impl Container {
                 })
             }
         }
-        self.update(|state| state.started = true)?;
-        let _ = std::fs::remove_file(&fifo);
+        // From here the container counts as started (runc's rule: created means the FIFO
+        // still exists), whatever happens to berthd next.
+        std::fs::remove_file(&fifo).context(|| format!("remove {}", fifo.display()))?;
 
         let running = self.oci_state("running");
         let mut warnings = Vec::new();

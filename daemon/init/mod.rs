@@ -83,8 +83,10 @@ fn helper(channel: &mut Channel) -> Result<Never> {
         ForkResult::Child => {
             drop(release_write);
             // Wait until the helper has reported this process's pid, so reports arrive in
-            // order.
-            let _ = File::from(release_read).read(&mut [0u8]);
+            // order; if it failed instead, there is nothing to do.
+            if !matches!(File::from(release_read).read(&mut [0u8]), Ok(1)) {
+                std::process::exit(1);
+            }
             let error = match container_init(channel, &config) {
                 Ok(never) => match never {},
                 Err(error) => error,
@@ -97,8 +99,15 @@ fn helper(channel: &mut Channel) -> Result<Never> {
         }
         ForkResult::Parent { child } => {
             drop(release_read);
+            let pid = child.as_raw();
+            let start_time = crate::process::ProcStat::read(pid)
+                .ok()
+                .flatten()
+                .map(|stat| stat.start_time)
+                .ok_or_else(|| std::io::Error::other(format!("the init (pid {pid}) vanished")))
+                .context(|| "read the init's start time".into())?;
             channel
-                .send(&Report::InitPid(child.as_raw()))
+                .send(&Report::InitPid { pid, start_time })
                 .context(|| "report the init pid".into())?;
             let _ = File::from(release_write).write_all(&[0]);
             // The init is adopted by berthd, a child subreaper, once this process exits.

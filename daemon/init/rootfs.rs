@@ -385,7 +385,8 @@ fn create_spec_device(rootfs: &Path, device: &LinuxDevice) -> Result<()> {
 }
 
 fn create_dev_symlinks(rootfs: &Path) -> Result<()> {
-    let dev = rootfs.join("dev");
+    // The image's /dev may itself be a symlink pointing anywhere on the host.
+    let dev = secure_join(rootfs, Path::new("/dev"))?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
