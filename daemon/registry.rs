@@ -20,9 +20,30 @@ use crate::{
     state::{ContainerState, ExitRecord, STATE_FILE},
 };
 
-/// `None` while the id is unknown: a caller holding the lock may create it; a caller that
-/// waited for a delete finds it gone.
-type Slot = Arc<tokio::sync::Mutex<Option<Container>>>;
+type Slot = Arc<SlotState>;
+
+#[derive(Default)]
+struct SlotState {
+    /// `None` while the id is unknown: a caller holding the lock may create it; a caller
+    /// that waited for a delete finds it gone.
+    container: Arc<tokio::sync::Mutex<Option<Container>>>,
+    /// The container as the current (or last) lease holder found it: what Get and List
+    /// answer while a long operation (a delete waiting for its init, a hook) holds the lock.
+    last_seen: Mutex<Option<Snapshot>>,
+}
+
+impl SlotState {
+    fn new(container: Container) -> Self {
+        Self {
+            last_seen: Mutex::new(Some(container.snapshot())),
+            container: Arc::new(tokio::sync::Mutex::new(Some(container))),
+        }
+    }
+
+    fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
+        self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 pub struct Registry {
     runtime: Runtime,
@@ -98,7 +119,7 @@ impl Registry {
                 tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
             }
             let container = Container::load(id.clone(), dir, record);
-            slots.insert(id, Arc::new(tokio::sync::Mutex::new(Some(container))));
+            slots.insert(id, Arc::new(SlotState::new(container)));
         }
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {
@@ -107,7 +128,10 @@ impl Registry {
             runtime,
         };
         for slot in registry.slots().values() {
-            let mut guard = slot.try_lock().expect("nobody else holds a lock yet");
+            let mut guard = slot
+                .container
+                .try_lock()
+                .expect("nobody else holds a lock yet");
             let Some(container) = guard.as_mut() else {
                 continue;
             };
@@ -129,7 +153,7 @@ impl Registry {
         let events = self.events.clone();
         tokio::spawn(async move {
             init.exited().await;
-            if let Some(container) = slot.lock().await.as_mut() {
+            if let Some(container) = slot.container.lock().await.as_mut() {
                 report_exit(container, &events).await;
             }
         });
@@ -143,7 +167,7 @@ impl Registry {
     async fn lease(&self, id: &ContainerId) -> Lease<'_> {
         loop {
             let slot = self.slots().entry(id.clone()).or_default().clone();
-            let guard = slot.clone().lock_owned().await;
+            let guard = slot.container.clone().lock_owned().await;
             // A holder that found the id gone dropped the slot from the map while this call
             // waited; start over on the current one, or two callers would own the id.
             if self
@@ -167,28 +191,47 @@ impl Registry {
         let mut lease = self.lease(id).await;
         if let Some(container) = lease.guard.as_mut() {
             report_exit(container, &self.events).await;
+            *lease.slot.last_seen() = Some(container.snapshot());
         }
         lease
     }
 
-    pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
-        let lease = self.lease_current(id).await;
-        lease
-            .guard
-            .as_ref()
-            .map(Container::snapshot)
-            .ok_or_else(|| Error::NotFound { id: id.to_string() })
+    /// The container now, or as the operation in progress on it found it; `None` when it
+    /// does not exist (yet).
+    async fn view(&self, slot: &SlotState, wait_if_unseen: bool) -> Option<Snapshot> {
+        if let Ok(mut guard) = slot.container.try_lock() {
+            let container = guard.as_mut()?;
+            report_exit(container, &self.events).await;
+            return Some(container.snapshot());
+        }
+        let seen = slot.last_seen().clone();
+        match seen {
+            Some(snapshot) => Some(snapshot),
+            None if wait_if_unseen => slot
+                .container
+                .lock()
+                .await
+                .as_ref()
+                .map(Container::snapshot),
+            None => None,
+        }
     }
 
-    /// Every known container, sorted by id.
+    pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
+        let slot = self.slots().get(id).cloned();
+        let snapshot = match slot {
+            Some(slot) => self.view(&slot, true).await,
+            None => None,
+        };
+        snapshot.ok_or_else(|| Error::NotFound { id: id.to_string() })
+    }
+
+    /// Every known container, sorted by id; one being created is not listed yet.
     pub async fn list(&self) -> Vec<Snapshot> {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
         let mut snapshots = Vec::with_capacity(slots.len());
         for slot in slots {
-            if let Some(container) = slot.lock().await.as_mut() {
-                report_exit(container, &self.events).await;
-                snapshots.push(container.snapshot());
-            }
+            snapshots.extend(self.view(&slot, false).await);
         }
         snapshots
     }
@@ -332,6 +375,7 @@ struct Lease<'a> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        *self.slot.last_seen() = self.guard.as_ref().map(Container::snapshot);
         if self.guard.is_none() {
             let mut slots = self.registry.slots();
             if slots

@@ -606,6 +606,17 @@ async fn d15_a_stuck_delete_does_not_hold_up_other_containers() {
     }
     daemon.delete("free", true).await.unwrap();
     daemon.get("free").await.unwrap_err();
+    // Get and List answer at once, with the container as its delete found it.
+    assert_eq!(
+        daemon.get("jammed").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    let listed = daemon.cli(&["list", "--json"]);
+    assert!(
+        stdout(&listed).contains("\"jammed\""),
+        "{}",
+        stdout(&listed)
+    );
     assert!(
         !jammed.is_finished(),
         "the jammed delete should still be waiting for its init"
