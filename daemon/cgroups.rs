@@ -214,6 +214,28 @@ pub fn add_process(dirs: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// An eventfd the kernel signals each time the container's v1 memory cgroup runs out of
+/// memory (registered through `cgroup.event_control`); `None` without a v1 memory
+/// controller. The kernel also signals it once when the cgroup is removed.
+pub fn oom_eventfd(dirs: &[PathBuf]) -> Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsRawFd;
+    let Some(dir) = dirs.iter().find(|d| d.join("memory.oom_control").exists()) else {
+        return Ok(None);
+    };
+    let eventfd = nix::sys::eventfd::EventFd::from_flags(
+        nix::sys::eventfd::EfdFlags::EFD_CLOEXEC | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+    )
+    .context(|| "eventfd".into())?;
+    let oom_control = dir.join("memory.oom_control");
+    let control =
+        fs::File::open(&oom_control).context(|| format!("open {}", oom_control.display()))?;
+    let registration = format!("{} {}", eventfd.as_raw_fd(), control.as_raw_fd());
+    let event_control = dir.join("cgroup.event_control");
+    fs::write(&event_control, registration)
+        .context(|| format!("write {}", event_control.display()))?;
+    Ok(Some(eventfd.into()))
+}
+
 /// Frozen as delete.md section 3 defines it: v1 `freezer.state` FROZEN on the cgroup itself
 /// (`freezer.self_freezing`, so a frozen ancestor does not count as a pause of this
 /// container), or v2 `cgroup.freeze` set.

@@ -12,6 +12,7 @@ use std::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
+    cgroups,
     container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONE_PREFIX},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
@@ -143,6 +144,7 @@ impl Registry {
             }
             if let Some(init) = container.init.clone() {
                 registry.watch_exit(slot.clone(), init);
+                registry.watch_oom(container);
             }
         }
         Ok(registry)
@@ -155,6 +157,49 @@ impl Registry {
             init.exited().await;
             if let Some(container) = slot.container.lock().await.as_mut() {
                 report_exit(container, &events).await;
+            }
+        });
+    }
+
+    /// Reports each out-of-memory event of the container's memory cgroup as it happens.
+    fn watch_oom(&self, container: &Container) {
+        let Some(state) = container.state() else {
+            return;
+        };
+        let eventfd = match cgroups::oom_eventfd(&state.cgroup_dirs) {
+            Ok(Some(eventfd)) => eventfd,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(id = %container.id, error = %e, "cannot watch for OOM kills");
+                return;
+            }
+        };
+        let memory_dirs = state.cgroup_dirs.clone();
+        let id = container.id.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            // SAFETY: the AsyncFd owns the eventfd, which stays open while registered.
+            let Ok(eventfd) = (unsafe { tokio::io::unix::AsyncFd::register(eventfd) }) else {
+                return;
+            };
+            loop {
+                let Ok(mut ready) = eventfd.readable().await else {
+                    return;
+                };
+                let mut count = [0u8; 8];
+                let read = nix::unistd::read(eventfd.get_ref(), &mut count);
+                ready.clear_ready();
+                match read {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EAGAIN) => continue,
+                    Err(_) => return,
+                }
+                // The kernel signals once more when the cgroup is removed: not an OOM.
+                if !memory_dirs.iter().all(|dir| dir.exists()) {
+                    return;
+                }
+                tracing::info!(id = %id, "container ran out of memory");
+                events.publish(EventKind::Oom, id.as_str(), None, Vec::new());
             }
         });
     }
@@ -256,6 +301,9 @@ impl Registry {
             .publish(EventKind::Created, id.as_str(), None, Vec::new());
         if let Some(init) = init {
             self.watch_exit(lease.slot.clone(), init);
+        }
+        if let Some(container) = lease.guard.as_ref() {
+            self.watch_oom(container);
         }
         Ok(snapshot)
     }

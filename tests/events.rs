@@ -202,3 +202,20 @@ async fn cancelled_streams_free_their_resources() {
         "RSS grew from {rss_before} kB to {rss_after} kB"
     );
 }
+
+#[tokio::test]
+async fn an_out_of_memory_kill_is_reported() {
+    let daemon = Daemon::start().await;
+    let mut events = subscribe(&daemon, "hungry", vec![EventType::Oom, EventType::Exited]).await;
+    // 64 MB into a shell variable, in a 16 MB cgroup.
+    let mut bundle = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "x=$(head -c 64000000 /dev/zero | tr '\\0' a); sleep 1000",
+    ]);
+    bundle.edit(|c| c["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 16777216 }));
+    daemon.run("hungry", &bundle, None).await;
+    let oom = next(&mut events).await;
+    assert_eq!((oom.r#type(), oom.id.as_str()), (EventType::Oom, "hungry"));
+    daemon.delete("hungry", true).await.unwrap();
+}
