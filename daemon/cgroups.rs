@@ -106,26 +106,28 @@ pub fn relative_path(
     Ok(relative)
 }
 
-/// The container's directory in every hierarchy, and those of them (with their missing
-/// ancestors) that do not exist yet, parents first: what creating them will make.
-pub fn plan(relative: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+/// The container's directory in every hierarchy, and the directories on the way to it that
+/// are berth's, parents first: those that do not exist yet (creating the container makes
+/// them) and those at or below `owned_parent` (berth's `--cgroup-parent`, which berth
+/// creates and may remove once it is empty, whichever container made it).
+pub fn plan(relative: &Path, owned_parent: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut dirs = Vec::new();
-    let mut missing = Vec::new();
+    let mut owned = Vec::new();
     for hierarchy in hierarchies() {
-        let dir = hierarchy.mount_point.join(relative);
-        let mut ancestor = PathBuf::from(&hierarchy.mount_point);
+        let mut prefix = PathBuf::new();
         for part in relative.components() {
-            ancestor.push(part);
-            if !ancestor.exists() {
-                missing.push(ancestor.clone());
+            prefix.push(part);
+            let ancestor = hierarchy.mount_point.join(&prefix);
+            if !ancestor.exists() || prefix.starts_with(owned_parent) {
+                owned.push(ancestor);
             }
         }
-        dirs.push(dir);
+        dirs.push(hierarchy.mount_point.join(relative));
     }
-    (dirs, missing)
+    (dirs, owned)
 }
 
-/// Makes `dirs` (parents first).
+/// Makes those of `dirs` (parents first) that do not exist.
 pub fn create(dirs: &[PathBuf]) -> Result<()> {
     for dir in dirs {
         match fs::create_dir(dir) {

@@ -44,8 +44,9 @@ pub struct ContainerState {
     /// controller mount and the unified tree).
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
-    /// The cgroup directories berth made for it, parents before children. Delete removes
-    /// these (and whatever grew beneath them) and never a cgroup it did not make.
+    /// The cgroup directories that are berth's, parents before children: those this create
+    /// made, and the `--cgroup-parent` levels. Delete removes the container's own (and
+    /// whatever grew beneath them) and the others once empty; never a cgroup it did not make.
     #[serde(default)]
     pub created_cgroup_dirs: Vec<PathBuf>,
     #[serde(default)]

@@ -707,6 +707,9 @@ async fn forty_running_containers_force_deleted_in_parallel() {
             .iter()
             .all(|d| !d.exists()));
     }
+    // The cgroup parent berth made goes with the last of them, whichever that was.
+    let parents = cgroup_dirs(&daemon.cgroup_parent);
+    assert!(parents.iter().all(|d| !d.exists()), "{parents:?}");
 }
 
 #[tokio::test]

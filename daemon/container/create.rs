@@ -294,7 +294,8 @@ impl Container {
             }
             None => None,
         };
-        let (cgroup_dirs, created_cgroup_dirs) = cgroups::plan(&cgroup_path);
+        let (cgroup_dirs, created_cgroup_dirs) =
+            cgroups::plan(&cgroup_path, &runtime.cgroup_parent);
         // Deleting this container will kill whatever is in its cgroup: it must not share it.
         let occupants = cgroups::processes(&cgroup_dirs);
         if !occupants.is_empty() {

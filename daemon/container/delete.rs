@@ -129,7 +129,7 @@ impl Container {
     /// and the state directory go, and the caller is told what could not be checked.
     async fn delete_unreadable(&self, runtime: &Runtime) -> Result<String> {
         let relative = runtime.cgroup_parent.join(self.id.as_str());
-        let (dirs, _) = cgroups::plan(&relative);
+        let (dirs, _) = cgroups::plan(&relative, &runtime.cgroup_parent);
         let existing: Vec<_> = dirs.into_iter().filter(|d| d.exists()).collect();
         cgroups::kill_all(&existing).await?;
         cgroups::remove(&existing, &existing)
