@@ -238,15 +238,19 @@ pub fn oom_eventfd(dirs: &[PathBuf]) -> Result<Option<std::os::fd::OwnedFd>> {
     Ok(Some(eventfd.into()))
 }
 
-/// Frozen as delete.md section 3 defines it: v1 `freezer.state` FROZEN on the cgroup itself
-/// (`freezer.self_freezing`, so a frozen ancestor does not count as a pause of this
-/// container), or v2 `cgroup.freeze` set.
-pub fn is_frozen(dir: &Path) -> bool {
+/// Frozen as delete.md section 3 defines it, on the container's freezer: v1
+/// `freezer.state` FROZEN on the cgroup itself (`freezer.self_freezing`, so a frozen
+/// ancestor does not count as a pause of this container), or v2 `cgroup.freeze` set.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    let Some(dir) = freezer_dir(dirs) else {
+        return false;
+    };
     let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
-    if read("freezer.state").trim() == "FROZEN" {
-        return read("freezer.self_freezing").trim() == "1";
+    match read("freezer.state").trim() {
+        "FROZEN" => read("freezer.self_freezing").trim() == "1",
+        "" => read("cgroup.freeze").trim() == "1",
+        _ => false,
     }
-    read("cgroup.freeze").trim() == "1"
 }
 
 /// The directory that freezes the container: the v1 freezer's when there is one (a

@@ -57,7 +57,7 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        let frozen = state.cgroup_dirs.iter().any(|dir| cgroups::is_frozen(dir));
+        let frozen = cgroups::is_frozen(&state.cgroup_dirs);
         if state.shares_pid_namespace {
             cgroups::kill_all(&state.cgroup_dirs).await?;
         } else if let Some(init) = &self.init {

@@ -173,7 +173,7 @@ impl Container {
         let Record::Valid(state) = &self.record else {
             return Status::Unknown;
         };
-        if state.cgroup_dirs.iter().any(|dir| cgroups::is_frozen(dir)) {
+        if cgroups::is_frozen(&state.cgroup_dirs) {
             return Status::Paused;
         }
         if !self.init_alive() {
