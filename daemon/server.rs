@@ -70,12 +70,7 @@ pub async fn serve(
         inner: HealthService::from_health_reporter(health.clone()),
         stopping: stopping.clone(),
     });
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    report(&health, ServingStatus::NotServing).await;
 
     let runtime = Runtime {
         root: config.root.clone(),
@@ -115,12 +110,7 @@ pub async fn serve(
         async move {
             shutdown.await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
+            report(&health, ServingStatus::NotServing).await;
             let _ = stopping_tx.send(true);
         }
     };
@@ -131,10 +121,7 @@ pub async fn serve(
         .add_service(ContainerServiceServer::new(api))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), on_shutdown);
 
-    health.set_service_status("", ServingStatus::Serving).await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    report(&health, ServingStatus::Serving).await;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
 
     let grace = config.shutdown_grace;
@@ -153,6 +140,12 @@ pub async fn serve(
         tracing::warn!(socket = %config.socket.display(), error = %e, "cannot remove socket");
     }
     result
+}
+
+/// The daemon as a whole ("") and its container service are always in the same state.
+async fn report(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(SERVICE_NAME, status).await;
 }
 
 /// One daemon per state root: two would each believe they own the containers.

@@ -163,28 +163,27 @@ async fn cancelled_streams_free_their_resources() {
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
+    let cycles = |count: usize| {
+        let channel = channel.clone();
+        async move {
+            for _ in 0..count {
+                let mut client =
+                    berth::proto::container_service_client::ContainerServiceClient::new(
+                        channel.clone(),
+                    );
+                drop(
+                    client
+                        .watch_events(proto::WatchEventsRequest::default())
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+    };
     // Warm up allocator pools and connection state before the baseline.
-    for _ in 0..50 {
-        let mut client =
-            berth::proto::container_service_client::ContainerServiceClient::new(channel.clone());
-        drop(
-            client
-                .watch_events(proto::WatchEventsRequest::default())
-                .await
-                .unwrap(),
-        );
-    }
+    cycles(50).await;
     let (fds_before, rss_before) = (fds(), rss_kb());
-    for _ in 0..1000 {
-        let mut client =
-            berth::proto::container_service_client::ContainerServiceClient::new(channel.clone());
-        drop(
-            client
-                .watch_events(proto::WatchEventsRequest::default())
-                .await
-                .unwrap(),
-        );
-    }
+    cycles(1000).await;
     // Every subscription's task must end: each one logs when it leaves.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while daemon.logs().matches("event subscriber left").count() < 1050 {
@@ -218,4 +217,53 @@ async fn an_out_of_memory_kill_is_reported() {
     let oom = next(&mut events).await;
     assert_eq!((oom.r#type(), oom.id.as_str()), (EventType::Oom, "hungry"));
     daemon.delete("hungry", true).await.unwrap();
+}
+
+#[tokio::test]
+async fn berth_events_prints_one_json_line_per_event() {
+    let daemon = Daemon::start().await;
+    let mut cli = std::process::Command::new(BERTH)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["events", "--json", "--id", "printed"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The daemon logs each subscription as it starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.logs().contains("event subscriber joined") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth events never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.create("printed", &bundle, None).await.unwrap();
+    daemon.delete("printed", true).await.unwrap();
+    let stdout = cli.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(10), lines)
+        .await
+        .unwrap()
+        .unwrap();
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let kinds: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["created", "exited", "deleted"], "{lines:?}");
 }

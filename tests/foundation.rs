@@ -238,15 +238,7 @@ async fn d4_leftover_dir_removed_then_not_found() {
         &[],
     )
     .await;
-    let status = daemon
-        .client()
-        .await
-        .delete_container(proto::DeleteContainerRequest {
-            id: "half-made".into(),
-            force: false,
-        })
-        .await
-        .unwrap_err();
+    let status = daemon.delete("half-made", false).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert!(
         status.message().contains("container does not exist"),
@@ -268,16 +260,8 @@ async fn d4_force_removes_leftover_dir_and_succeeds() {
         &[],
     )
     .await;
-    let mut client = daemon.client().await;
     for id in ["half-made", "never-existed"] {
-        let response = client
-            .delete_container(proto::DeleteContainerRequest {
-                id: id.into(),
-                force: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let response = daemon.delete(id, true).await.unwrap();
         assert_eq!(response.container, None);
         assert!(response.warnings.is_empty());
     }
@@ -336,15 +320,7 @@ async fn d5_unreadable_state_is_not_deleted_without_force() {
         &[],
     )
     .await;
-    let status = daemon
-        .client()
-        .await
-        .delete_container(proto::DeleteContainerRequest {
-            id: "broken".into(),
-            force: false,
-        })
-        .await
-        .unwrap_err();
+    let status = daemon.delete("broken", false).await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
     assert!(
         status.message().contains("broken/state.json"),
