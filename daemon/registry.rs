@@ -28,8 +28,9 @@ struct SlotState {
     /// `None` while the id is unknown: a caller holding the lock may create it; a caller
     /// that waited for a delete finds it gone.
     container: Arc<tokio::sync::Mutex<Option<Container>>>,
-    /// The container as the current (or last) lease holder found it: what Get and List
-    /// answer while a long operation (a delete waiting for its init, a hook) holds the lock.
+    /// The container as the current lease holder found it when its operation began: what
+    /// Get and List answer while a long operation (a delete waiting for its init, a hook)
+    /// holds the lock. Unused while the lock is free.
     last_seen: Mutex<Option<Snapshot>>,
 }
 
@@ -423,7 +424,6 @@ struct Lease<'a> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        *self.slot.last_seen() = self.guard.as_ref().map(Container::snapshot);
         if self.guard.is_none() {
             let mut slots = self.registry.slots();
             if slots

@@ -486,7 +486,7 @@ impl Container {
     async fn abandon(&mut self, runtime: &Runtime) -> Result<()> {
         self.kill_and_wait(runtime).await?;
         self.release_resources().await?;
-        super::delete::remove_state_dir(&self.dir).await
+        super::delete::remove_state_dir(&self.dir)
     }
 }
 

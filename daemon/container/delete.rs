@@ -108,7 +108,7 @@ impl Container {
         };
         self.release_resources().await.map_err(fail)?;
         let stopped_state = self.oci_state("stopped");
-        remove_state_dir(&self.dir).await.map_err(fail)?;
+        remove_state_dir(&self.dir).map_err(fail)?;
         let mut warnings = Vec::new();
         let poststop = self
             .state()
@@ -138,7 +138,7 @@ impl Container {
                 id: self.id.to_string(),
                 cause: Box::new(cause),
             })?;
-        remove_state_dir(&self.dir).await?;
+        remove_state_dir(&self.dir)?;
         Ok(format!(
             "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
              its processes, other cgroups, RDT group and poststop hooks could not be checked",
@@ -155,25 +155,26 @@ pub const TOMBSTONE_PREFIX: &str = "~deleting.";
 /// D13, atomically: the directory is renamed out of the way first, so a crash part-way
 /// through the removal leaves a tombstone (finished at the next start), never a
 /// half-emptied directory that looks like a container.
-pub async fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
+///
+/// A state directory holds two small files, so this runs on the caller's thread.
+pub fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tombstone = dir.with_file_name(format!("{TOMBSTONE_PREFIX}{name}"));
     // One left by an earlier delete that could not finish would block the rename.
-    match tokio::fs::remove_dir_all(&tombstone).await {
+    match std::fs::remove_dir_all(&tombstone) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(e).context(|| format!("remove {}", tombstone.display()))
         }
         _ => {}
     }
-    match tokio::fs::rename(dir, &tombstone).await {
+    match std::fs::rename(dir, &tombstone) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).context(|| format!("remove state directory {}", dir.display())),
     }
-    tokio::fs::remove_dir_all(&tombstone)
-        .await
+    std::fs::remove_dir_all(&tombstone)
         .context(|| format!("remove state directory {}", tombstone.display()))
 }

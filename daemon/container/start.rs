@@ -43,13 +43,18 @@ impl Container {
         // still exists), whatever happens to berthd next.
         std::fs::remove_file(&fifo).context(|| format!("remove {}", fifo.display()))?;
 
-        let running = self.oci_state("running");
         let mut warnings = Vec::new();
         let poststart = self
             .state()
             .and_then(|s| s.hooks.as_ref())
-            .and_then(|h| h.poststart().clone());
-        for (index, hook) in poststart.iter().flatten().enumerate() {
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default();
+        let running = if poststart.is_empty() {
+            String::new()
+        } else {
+            self.oci_state("running")
+        };
+        for (index, hook) in poststart.iter().enumerate() {
             if let Err(warning) =
                 hooks::run(&runtime.reaper, "poststart", index, hook, &running).await
             {
