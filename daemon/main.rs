@@ -34,6 +34,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    raise_open_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
     runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
@@ -48,4 +49,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .map_err(Into::into)
     })
+}
+
+/// Every connection and container costs berthd a few descriptors; the soft limit a shell
+/// hands out (often 1024) is far below what the hard limit allows.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "cannot raise the open file limit");
+            }
+        }
+    }
 }

@@ -11,8 +11,8 @@ use std::{
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, sync::watch};
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::Server;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::{
     pb::{
         health_server::{Health, HealthServer},
@@ -24,6 +24,7 @@ use tonic_health::{
 
 use crate::{
     api::Api,
+    authz::{AuthzLayer, Policy},
     config::Config,
     container::Runtime,
     error::{IoContext, Result},
@@ -47,6 +48,8 @@ pub enum StartError {
     RootInUse(PathBuf),
     #[error(transparent)]
     Setup(#[from] crate::error::Error),
+    #[error("{0}")]
+    Insecure(&'static str),
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
@@ -101,8 +104,16 @@ pub async fn serve(
 
     let listener = UnixListener::bind(&config.socket)
         .context(|| format!("bind {}", config.socket.display()))?;
-    fs::set_permissions(&config.socket, fs::Permissions::from_mode(0o660))
-        .context(|| format!("chmod {}", config.socket.display()))?;
+    set_socket_access(config)?;
+    let tcp = match config.listen {
+        Some(address) => Some((
+            tokio::net::TcpListener::bind(address)
+                .await
+                .context(|| format!("listen on {address}"))?,
+            tls_config(config)?,
+        )),
+        None => None,
+    };
 
     let api = Api::new(registry, stopping.clone());
     let on_shutdown = {
@@ -114,20 +125,46 @@ pub async fn serve(
             let _ = stopping_tx.send(true);
         }
     };
-    let serving = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(ContainerServiceServer::new(api))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), on_shutdown);
+    let policy = Arc::new(Policy {
+        allow_uids: config.allow_uid.clone(),
+        allow_gids: config.allow_gid.clone(),
+        health_open: config.health_open,
+    });
+    let containers = ContainerServiceServer::new(api)
+        .max_decoding_message_size(config.max_message_size)
+        .max_encoding_message_size(config.max_message_size);
+    // The same services on every listener, behind the same limits and the same checks.
+    let server = |builder: Server| {
+        builder
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .timeout(config.rpc_timeout)
+            .layer(AuthzLayer(policy.clone()))
+            .add_service(health_service.clone())
+            .add_service(reflection_v1.clone())
+            .add_service(reflection_v1alpha.clone())
+            .add_service(containers.clone())
+    };
+    let unix = server(Server::builder())
+        .serve_with_incoming_shutdown(accept_forever(listener), on_shutdown);
+    let mut tcp_stopping = stopping.clone();
+    let tcp = async {
+        let Some((listener, tls)) = tcp else {
+            return Ok(());
+        };
+        server(Server::builder().tls_config(tls)?)
+            .serve_with_incoming_shutdown(accept_forever(listener), async move {
+                let _ = tcp_stopping.wait_for(|stopping| *stopping).await;
+            })
+            .await
+    };
 
     report(&health, ServingStatus::Serving).await;
-    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
+    tracing::info!(socket = %config.socket.display(), listen = ?config.listen, root = %config.root.display(), "serving");
 
     let grace = config.shutdown_grace;
     let mut stopping = stopping;
     let result = tokio::select! {
-        served = serving => served.map_err(StartError::from),
+        served = async { tokio::try_join!(unix, tcp) } => served.map(|_| ()).map_err(StartError::from),
         _ = async {
             let _ = stopping.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
@@ -140,6 +177,95 @@ pub async fn serve(
         tracing::warn!(socket = %config.socket.display(), error = %e, "cannot remove socket");
     }
     result
+}
+
+/// The socket is 0660. Callers other than root get in only when listed (and are then
+/// checked per call): a listed group owns the socket; listed users, or health checks open
+/// to all, need it 0666.
+fn set_socket_access(config: &Config) -> Result<(), StartError> {
+    let socket = &config.socket;
+    if let Some(&gid) = config.allow_gid.first() {
+        nix::unistd::chown(socket, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .context(|| format!("chown {} to group {gid}", socket.display()))?;
+    }
+    let mode = if config.allow_uid.is_empty() && !config.health_open {
+        0o660
+    } else {
+        0o666
+    };
+    fs::set_permissions(socket, fs::Permissions::from_mode(mode))
+        .context(|| format!("chmod {}", socket.display()))?;
+    Ok(())
+}
+
+/// TCP is served only with TLS, and with client certificates unless the operator said
+/// otherwise in so many words.
+fn tls_config(config: &Config) -> Result<ServerTlsConfig, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Err(StartError::Insecure(
+            "--listen needs --tls-cert and --tls-key: berthd does not serve TCP without TLS",
+        ));
+    };
+    let read = |path: &PathBuf| fs::read(path).context(|| format!("read {}", path.display()));
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    match (&config.tls_client_ca, config.tls_no_client_auth) {
+        (Some(ca), _) => tls = tls.client_ca_root(Certificate::from_pem(read(ca)?)),
+        (None, true) => tracing::warn!("TCP clients are not authenticated (--tls-no-client-auth)"),
+        (None, false) => {
+            return Err(StartError::Insecure(
+                "--listen needs --tls-client-ca to verify clients, or --tls-no-client-auth to accept anyone",
+            ))
+        }
+    }
+    Ok(tls)
+}
+
+/// A listener's connections as a stream that never ends on an accept error: tonic stops
+/// serving at the first one it does not expect, and running out of file descriptors
+/// (a client opening thousands of connections) must not take the daemon down. Such errors
+/// are logged and accepting resumes shortly after.
+fn accept_forever<L: Accept>(listener: L) -> ReceiverStream<io::Result<L::Stream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept_one() => accepted,
+                () = tx.closed() => return,
+            };
+            match accepted {
+                Ok(stream) => {
+                    if tx.send(Ok(stream)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying shortly");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The two kinds of listener berthd serves on.
+trait Accept: Send + 'static {
+    type Stream: Send + 'static;
+    fn accept_one(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> io::Result<Self::Stream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
 }
 
 /// The daemon as a whole ("") and its container service are always in the same state.
