@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use berth::proto::{self, container_service_client::ContainerServiceClient};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -17,6 +17,16 @@ use tonic_health::pb::{
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Manage containers through berthd")]
 struct Cli {
+    #[command(flatten)]
+    target: Target,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where berthd is and how to reach it.
+#[derive(clap::Args)]
+struct Target {
     /// berthd's Unix socket.
     #[arg(
         long,
@@ -26,8 +36,58 @@ struct Cli {
     )]
     socket: PathBuf,
 
-    #[command(subcommand)]
-    command: Command,
+    /// Reach berthd over TCP with TLS instead, e.g. https://10.0.0.5:7300.
+    #[arg(long, env = "BERTH_ADDRESS", global = true)]
+    address: Option<String>,
+
+    /// CA certificate (PEM) that berthd's certificate must chain to.
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM), when berthd verifies clients.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// The name berthd's certificate must carry, when not the address's host.
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
+}
+
+impl Target {
+    fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        let Some(address) = &self.address else {
+            return Endpoint::from_shared(format!("unix:{}", self.socket.display()))
+                .context("socket path");
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("read {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &self.tls_ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        if let Some(name) = &self.tls_server_name {
+            tls = tls.domain_name(name);
+        }
+        Endpoint::from_shared(address.clone())
+            .with_context(|| format!("address {address}"))?
+            .tls_config(tls)
+            .context("TLS settings")
+    }
+
+    fn describe(&self) -> String {
+        match &self.address {
+            Some(address) => address.clone(),
+            None => self.socket.display().to_string(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -118,7 +178,7 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         return ExitCode::from(runtime.block_on(health(
-            &cli.socket,
+            &cli.target,
             service,
             *connect_timeout,
             *rpc_timeout,
@@ -136,20 +196,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn endpoint(socket: &std::path::Path) -> anyhow::Result<Endpoint> {
-    Endpoint::from_shared(format!("unix:{}", socket.display())).context("socket path")
-}
-
-async fn connect(socket: &std::path::Path) -> anyhow::Result<ContainerServiceClient<Channel>> {
-    let channel = endpoint(socket)?
+async fn connect(target: &Target) -> anyhow::Result<ContainerServiceClient<Channel>> {
+    let channel = target
+        .endpoint()?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to berthd at {}", socket.display()))?;
+        .with_context(|| format!("cannot connect to berthd at {}", target.describe()))?;
     Ok(ContainerServiceClient::new(channel))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = connect(&cli.socket).await?;
+    let mut client = connect(&cli.target).await?;
     match cli.command {
         Command::Create {
             bundle,
@@ -249,12 +306,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// grpc_health_probe's contract: 0 serving, 2 connection failed, 3 RPC failed, 4 not serving.
 async fn health(
-    socket: &std::path::Path,
+    target: &Target,
     service: &str,
     connect_timeout: Duration,
     rpc_timeout: Duration,
 ) -> u8 {
-    let channel = match endpoint(socket) {
+    let channel = match target.endpoint() {
         Ok(endpoint) => endpoint.connect_timeout(connect_timeout).connect().await,
         Err(e) => {
             eprintln!("berth: {e:#}");
@@ -266,7 +323,7 @@ async fn health(
         Err(e) => {
             eprintln!(
                 "berth: cannot connect to berthd at {}: {e}",
-                socket.display()
+                target.describe()
             );
             return 2;
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod hooks;
 pub mod id;
 pub mod init;

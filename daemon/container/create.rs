@@ -26,7 +26,7 @@ use crate::{
     cgroups,
     container::{Container, Record, Runtime},
     error::{Error, IoContext, Result},
-    hooks,
+    fault, hooks,
     id::ContainerId,
     process::Pidfd,
     rdt,
@@ -342,6 +342,7 @@ impl Container {
             let _ = fs::remove_dir_all(&dir);
             return Err(no_leftover(e));
         }
+        fault::point("after-state-written");
         let mut container = Container::load(id, dir, Record::Valid(state));
         match container
             .build(runtime, &bundle, &cgroup_path, stdout, stderr)
@@ -386,6 +387,7 @@ impl Container {
         .context(|| format!("chmod {}", fifo.display()))?;
 
         cgroups::create(&state.created_cgroup_dirs)?;
+        fault::point("after-cgroup-created");
         let linux = bundle
             .spec
             .linux()
@@ -447,6 +449,7 @@ impl Container {
         };
         let init = InitProcess { pid, start_time };
         self.update(|state| state.init = Some(init))?;
+        fault::point("after-init-spawned");
         self.exit_status = Some(runtime.reaper.watch(&init));
         self.exit_observed = false;
         self.init = Pidfd::open(&init)

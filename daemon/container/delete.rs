@@ -5,7 +5,7 @@ use crate::{
     cgroups,
     container::{Container, Record, Runtime, Status},
     error::{Error, IoContext, Result},
-    hooks, rdt,
+    fault, hooks, rdt,
     registry::DeleteOutcome,
 };
 
@@ -107,8 +107,10 @@ impl Container {
             cause: Box::new(cause),
         };
         self.release_resources().await.map_err(fail)?;
+        fault::point("after-cgroup-removed");
         let stopped_state = self.oci_state("stopped");
         remove_state_dir(&self.dir).map_err(fail)?;
+        fault::point("after-state-dir-removed");
         let mut warnings = Vec::new();
         let poststop = self
             .state()

@@ -64,6 +64,10 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self, extra_args: &[&str]) {
+        self.spawn_with_env(extra_args, &[]);
+    }
+
+    pub fn spawn_with_env(&mut self, extra_args: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -78,6 +82,7 @@ impl Daemon {
             .arg(&self.cgroup_parent)
             .args(["--log-level", "info,berth=debug"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -128,6 +133,16 @@ impl Daemon {
         ContainerServiceClient::new(self.channel().await)
     }
 
+    /// A client, or UNAVAILABLE when the daemon cannot be reached (crash tests).
+    pub async fn try_client(&self) -> Result<ContainerServiceClient<Channel>, tonic::Status> {
+        let channel = Endpoint::from_shared(format!("unix:{}", self.socket.display()))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(ContainerServiceClient::new(channel))
+    }
+
     pub async fn create(
         &self,
         id: &str,
@@ -135,8 +150,8 @@ impl Daemon {
         stdout: Option<&str>,
     ) -> Result<berth::proto::Container, tonic::Status> {
         let response = self
-            .client()
-            .await
+            .try_client()
+            .await?
             .create_container(berth::proto::CreateContainerRequest {
                 id: id.into(),
                 bundle: bundle.path().to_str().unwrap().into(),
@@ -152,8 +167,8 @@ impl Daemon {
         id: &str,
     ) -> Result<berth::proto::Container, tonic::Status> {
         let response = self
-            .client()
-            .await
+            .try_client()
+            .await?
             .start_container(berth::proto::StartContainerRequest { id: id.into() })
             .await?;
         Ok(response.into_inner().container.unwrap())
@@ -173,8 +188,8 @@ impl Daemon {
 
     pub async fn get(&self, id: &str) -> Result<berth::proto::Container, tonic::Status> {
         let response = self
-            .client()
-            .await
+            .try_client()
+            .await?
             .get_container(berth::proto::GetContainerRequest { id: id.into() })
             .await?;
         Ok(response.into_inner().container.unwrap())
@@ -186,8 +201,8 @@ impl Daemon {
         force: bool,
     ) -> Result<berth::proto::DeleteContainerResponse, tonic::Status> {
         let response = self
-            .client()
-            .await
+            .try_client()
+            .await?
             .delete_container(berth::proto::DeleteContainerRequest {
                 id: id.into(),
                 force,
@@ -197,8 +212,8 @@ impl Daemon {
     }
 
     pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), tonic::Status> {
-        self.client()
-            .await
+        self.try_client()
+            .await?
             .kill_container(berth::proto::KillContainerRequest {
                 id: id.into(),
                 signal,
