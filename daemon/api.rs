@@ -27,6 +27,26 @@ impl Api {
     pub fn new(registry: Arc<Registry>, shutdown: watch::Receiver<bool>) -> Self {
         Self { registry, shutdown }
     }
+
+    /// Runs a change on its own task, to its end: a caller that goes away (or a call past
+    /// --rpc-timeout) must not abandon a create or a delete half-way, leaving behind what
+    /// only a crash should. The call's span goes with it.
+    async fn complete<T, Work>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(Arc<Registry>) -> Work,
+    ) -> Result<T, Status>
+    where
+        Work: std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        use tracing::Instrument;
+        let task = tokio::spawn(work(self.registry.clone()).in_current_span());
+        match task.await {
+            Ok(result) => result.map_err(failed(what)),
+            Err(e) => Err(Status::internal(format!("{what} did not finish: {e}"))),
+        }
+    }
 }
 
 /// The single place where library errors become gRPC statuses.
@@ -164,10 +184,10 @@ impl ContainerService for Api {
             stderr: path(request.stderr_path),
         };
         let snapshot = self
-            .registry
-            .create(&id, create)
-            .await
-            .map_err(failed("create"))?;
+            .complete("create", |registry| async move {
+                registry.create(&id, create).await
+            })
+            .await?;
         Ok(Response::new(proto::CreateContainerResponse {
             container: Some(snapshot.into()),
         }))
@@ -179,7 +199,9 @@ impl ContainerService for Api {
         request: Request<proto::StartContainerRequest>,
     ) -> Result<Response<proto::StartContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        let (snapshot, warnings) = self.registry.start(&id).await.map_err(failed("start"))?;
+        let (snapshot, warnings) = self
+            .complete("start", |registry| async move { registry.start(&id).await })
+            .await?;
         for warning in warnings {
             tracing::warn!(warning, "start warning");
         }
@@ -195,10 +217,11 @@ impl ContainerService for Api {
     ) -> Result<Response<proto::KillContainerResponse>, Status> {
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        self.registry
-            .kill(&id, request.signal, request.all)
-            .await
-            .map_err(failed("kill"))?;
+        let (signal, all) = (request.signal, request.all);
+        self.complete("kill", |registry| async move {
+            registry.kill(&id, signal, all).await
+        })
+        .await?;
         Ok(Response::new(proto::KillContainerResponse {}))
     }
 
@@ -208,7 +231,8 @@ impl ContainerService for Api {
         request: Request<proto::PauseContainerRequest>,
     ) -> Result<Response<proto::PauseContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        self.registry.pause(&id).await.map_err(failed("pause"))?;
+        self.complete("pause", |registry| async move { registry.pause(&id).await })
+            .await?;
         Ok(Response::new(proto::PauseContainerResponse {}))
     }
 
@@ -218,7 +242,11 @@ impl ContainerService for Api {
         request: Request<proto::ResumeContainerRequest>,
     ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        self.registry.resume(&id).await.map_err(failed("resume"))?;
+        self.complete(
+            "resume",
+            |registry| async move { registry.resume(&id).await },
+        )
+        .await?;
         Ok(Response::new(proto::ResumeContainerResponse {}))
     }
 
@@ -229,11 +257,12 @@ impl ContainerService for Api {
     ) -> Result<Response<proto::DeleteContainerResponse>, Status> {
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
+        let force = request.force;
         let outcome = self
-            .registry
-            .delete(&id, request.force)
-            .await
-            .map_err(failed("delete"))?;
+            .complete("delete", |registry| async move {
+                registry.delete(&id, force).await
+            })
+            .await?;
         for warning in &outcome.warnings {
             tracing::warn!(warning, "delete warning");
         }

@@ -243,41 +243,33 @@ impl Registry {
     }
 
     /// The container now, or as the operation in progress on it found it; `None` when it
-    /// does not exist (yet).
-    async fn view(&self, slot: &SlotState, wait_if_unseen: bool) -> Option<Snapshot> {
-        if let Ok(mut guard) = slot.container.try_lock() {
-            let container = guard.as_mut()?;
-            report_exit(container, &self.events).await;
-            return Some(container.snapshot());
-        }
-        let seen = slot.last_seen().clone();
-        match seen {
-            Some(snapshot) => Some(snapshot),
-            None if wait_if_unseen => slot
-                .container
-                .lock()
-                .await
-                .as_ref()
-                .map(Container::snapshot),
-            None => None,
+    /// does not exist, or not yet (a create in progress).
+    async fn view(&self, slot: &SlotState) -> Option<Snapshot> {
+        match slot.container.try_lock() {
+            Ok(mut guard) => {
+                let container = guard.as_mut()?;
+                report_exit(container, &self.events).await;
+                Some(container.snapshot())
+            }
+            Err(_) => slot.last_seen().clone(),
         }
     }
 
     pub async fn get(&self, id: &ContainerId) -> Result<Snapshot> {
         let slot = self.slots().get(id).cloned();
         let snapshot = match slot {
-            Some(slot) => self.view(&slot, true).await,
+            Some(slot) => self.view(&slot).await,
             None => None,
         };
         snapshot.ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 
-    /// Every known container, sorted by id; one being created is not listed yet.
+    /// Every known container, sorted by id.
     pub async fn list(&self) -> Vec<Snapshot> {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
         let mut snapshots = Vec::with_capacity(slots.len());
         for slot in slots {
-            snapshots.extend(self.view(&slot, false).await);
+            snapshots.extend(self.view(&slot).await);
         }
         snapshots
     }

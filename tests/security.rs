@@ -389,6 +389,20 @@ async fn a_read_only_or_full_state_root_fails_creates_cleanly_and_keeps_containe
     let root = root.unwrap();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let pid = daemon.run("kept", &bundle, None).await;
+    // Until it execs, the init holds the exec FIFO open for writing, which blocks a
+    // read-only remount.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        != "sleep"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never exec'd"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 
     root.remount(nix::mount::MsFlags::MS_RDONLY);
     let status = daemon.create("refused", &bundle, None).await.unwrap_err();
@@ -438,4 +452,40 @@ async fn a_read_only_or_full_state_root_fails_creates_cleanly_and_keeps_containe
     wait_gone(&[pid]).await;
     drop(daemon);
     drop(root);
+}
+
+#[tokio::test]
+async fn a_call_past_its_timeout_does_not_abandon_the_change_half_way() {
+    let daemon = Daemon::start_with(|_| {}, &["--rpc-timeout", "300ms"]).await;
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    // A slow createRuntime hook keeps the create busy well past the call's timeout.
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({ "createRuntime": [
+            { "path": "/usr/bin/busybox", "args": ["sleep", "1"] }
+        ]});
+    });
+    let status = daemon.create("slow", &bundle, None).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+    // The create went on to its end and the container is whole (until then, it does not
+    // exist for callers).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let created = loop {
+        match daemon.get("slow").await {
+            Ok(container) => break container,
+            Err(status) => assert_eq!(status.code(), Code::NotFound),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the create never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(created.status(), ContainerStatus::Created);
+    assert!(created.pid > 0);
+    daemon.delete("slow", true).await.unwrap();
+    assert!(daemon.container_cgroups("slow").iter().all(|d| !d.exists()));
+    assert!(!daemon.root.join("slow").exists());
 }
