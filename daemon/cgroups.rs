@@ -22,6 +22,8 @@ use crate::error::{Error, IoContext, Result};
 struct Hierarchy {
     mount_point: PathBuf,
     unified: bool,
+    /// A v1 hierarchy with the freezer controller.
+    freezer: bool,
 }
 
 /// The host's hierarchies, read once from mountinfo (they do not change under a daemon).
@@ -46,10 +48,13 @@ fn hierarchies() -> &'static [Hierarchy] {
                 _ => continue,
             };
             let mount_point = PathBuf::from(mount_point.replace("\\040", " "));
+            let super_options = fields.get(separator + 3).copied().unwrap_or_default();
+            let freezer = !unified && super_options.split(',').any(|o| o == "freezer");
             if !found.iter().any(|h| h.mount_point == mount_point) {
                 found.push(Hierarchy {
                     mount_point,
                     unified,
+                    freezer,
                 });
             }
         }
@@ -242,31 +247,40 @@ pub fn oom_eventfd(dirs: &[PathBuf]) -> Result<Option<std::os::fd::OwnedFd>> {
 /// `freezer.state` FROZEN on the cgroup itself (`freezer.self_freezing`, so a frozen
 /// ancestor does not count as a pause of this container), or v2 `cgroup.freeze` set.
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
-    let Some(dir) = freezer_dir(dirs) else {
+    let Some((dir, v1)) = freezer(dirs) else {
         return false;
     };
     let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
-    match read("freezer.state").trim() {
-        "FROZEN" => read("freezer.self_freezing").trim() == "1",
-        "" => read("cgroup.freeze").trim() == "1",
-        _ => false,
+    if v1 {
+        read("freezer.state").trim() == "FROZEN" && read("freezer.self_freezing").trim() == "1"
+    } else {
+        read("cgroup.freeze").trim() == "1"
     }
 }
 
-/// The directory that freezes the container: the v1 freezer's when there is one (a
-/// process frozen in cgroup2 on a hybrid host would still look thawed to v1), else v2's.
-fn freezer_dir(dirs: &[PathBuf]) -> Option<&PathBuf> {
-    dirs.iter()
-        .find(|d| d.join("freezer.state").exists())
-        .or_else(|| dirs.iter().find(|d| d.join("cgroup.freeze").exists()))
+/// The directory that freezes the container, and whether it is v1's: the v1 freezer's when
+/// there is one (a process frozen in cgroup2 on a hybrid host would still look thawed to
+/// v1), else v2's. Decided from the host's hierarchies alone: status is derived often, and
+/// this costs no system call.
+fn freezer(dirs: &[PathBuf]) -> Option<(&PathBuf, bool)> {
+    let in_hierarchy = |wanted: fn(&Hierarchy) -> bool| {
+        dirs.iter().find(|dir| {
+            hierarchies()
+                .iter()
+                .any(|h| wanted(h) && dir.parent().is_some_and(|p| p.starts_with(&h.mount_point)))
+        })
+    };
+    match in_hierarchy(|h| h.freezer) {
+        Some(dir) => Some((dir, true)),
+        None => in_hierarchy(|h| h.unified).map(|dir| (dir, false)),
+    }
 }
 
 /// Freezes (or thaws) the container and returns once the kernel reports it done.
 pub async fn set_frozen(dirs: &[PathBuf], frozen: bool) -> Result<()> {
-    let dir = freezer_dir(dirs)
+    let (dir, v1) = freezer(dirs)
         .ok_or_else(|| io::Error::other("no freezer"))
         .context(|| "freeze: the container has no freezer cgroup".into())?;
-    let v1 = dir.join("freezer.state").exists();
     let (file, value, done_file, done) = match (v1, frozen) {
         (true, true) => ("freezer.state", "FROZEN", "freezer.state", "FROZEN"),
         (true, false) => ("freezer.state", "THAWED", "freezer.state", "THAWED"),
@@ -339,8 +353,8 @@ pub async fn kill_all(dirs: &[PathBuf]) -> Result<()> {
             return fs::write(&kill, "1").context(|| format!("write {}", kill.display()));
         }
     }
-    let freezer = freezer_dir(dirs).is_some();
-    if freezer {
+    let can_freeze = freezer(dirs).is_some();
+    if can_freeze {
         set_frozen(dirs, true).await?;
     }
     for pid in processes(dirs) {
@@ -349,7 +363,7 @@ pub async fn kill_all(dirs: &[PathBuf]) -> Result<()> {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    if freezer {
+    if can_freeze {
         set_frozen(dirs, false).await?;
     }
     Ok(())
