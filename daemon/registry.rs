@@ -37,8 +37,8 @@ struct SlotState {
 impl SlotState {
     fn new(container: Container) -> Self {
         Self {
-            last_seen: Mutex::new(Some(container.snapshot())),
             container: Arc::new(tokio::sync::Mutex::new(Some(container))),
+            last_seen: Mutex::default(),
         }
     }
 
