@@ -73,6 +73,9 @@ fn to_status(error: Error) -> Status {
     }
 }
 
+/// Linux's PATH_MAX: no longer path can name a file.
+const MAX_PATH: usize = 4096;
+
 fn parse_id(raw: &str) -> Result<ContainerId, Status> {
     ContainerId::parse(raw).map_err(to_status)
 }
@@ -177,6 +180,18 @@ impl ContainerService for Api {
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
+        for (what, path) in [
+            ("bundle", &request.bundle),
+            ("stdout_path", &request.stdout_path),
+            ("stderr_path", &request.stderr_path),
+        ] {
+            if path.len() > MAX_PATH {
+                return Err(Status::invalid_argument(format!(
+                    "{what} {} is longer than {MAX_PATH} bytes",
+                    crate::error::shorten(path)
+                )));
+            }
+        }
         let path = |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
         let create = CreateRequest {
             bundle: std::path::PathBuf::from(&request.bundle),

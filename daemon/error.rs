@@ -6,7 +6,7 @@ use crate::container::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid container ID format: {0:?}")]
+    #[error("invalid container ID format: {}", shorten(.0))]
     InvalidId(String),
 
     #[error("container does not exist: {id}")]
@@ -92,4 +92,18 @@ impl<T> IoContext<T> for std::io::Result<T> {
             source,
         })
     }
+}
+
+/// Caller input as it appears in messages: enough to recognise it, never so much that the
+/// reply (whose message travels in an HTTP/2 header) breaks.
+pub fn shorten(text: &str) -> String {
+    const SHOWN: usize = 64;
+    if text.len() <= SHOWN {
+        return format!("{text:?}");
+    }
+    let mut end = SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &text[..end], text.len())
 }

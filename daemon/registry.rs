@@ -13,7 +13,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::{
     cgroups,
-    container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONE_PREFIX},
+    container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONES},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
     id::ContainerId,
@@ -83,14 +83,12 @@ impl Registry {
             fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
         for entry in entries {
             let entry = entry.context(|| format!("read state root {}", root.display()))?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(TOMBSTONE_PREFIX)
-            {
-                // A delete that crashed while removing this directory; finish it.
-                if let Err(e) = fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot finish removing a deleted state directory");
+            if entry.file_name() == TOMBSTONES {
+                // Deletes that crashed while removing state directories; finish them.
+                for tombstone in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                    if let Err(e) = fs::remove_dir_all(tombstone.path()) {
+                        tracing::warn!(path = %tombstone.path().display(), error = %e, "cannot finish removing a deleted state directory");
+                    }
                 }
                 continue;
             }
@@ -122,6 +120,13 @@ impl Registry {
             }
             let container = Container::load(id.clone(), dir, record);
             slots.insert(id, Arc::new(SlotState::new(container)));
+        }
+        // Made once here rather than by each delete, so that it is always there.
+        match fs::create_dir(root.join(TOMBSTONES)) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(e).context(|| format!("create {}", root.join(TOMBSTONES).display()))
+            }
+            _ => {}
         }
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {

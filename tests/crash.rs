@@ -81,14 +81,16 @@ async fn a_hundred_crashes_leave_nothing_behind_after_restart_and_delete() {
             !daemon.root.join(&id).exists(),
             "round {round} ({point:?}): state directory left"
         );
-        let tombstones: Vec<_> = std::fs::read_dir(&daemon.root)
+        let left: Vec<_> = std::fs::read_dir(&daemon.root)
             .unwrap()
+            .chain(std::fs::read_dir(daemon.root.join("~deleting")).unwrap())
             .flatten()
             .map(|e| e.file_name())
+            .filter(|name| name != "~deleting")
             .collect();
         assert!(
-            tombstones.is_empty(),
-            "round {round} ({point:?}): {tombstones:?} left in the root"
+            left.is_empty(),
+            "round {round} ({point:?}): {left:?} left in the root"
         );
         for dir in daemon.container_cgroups(&id) {
             assert!(

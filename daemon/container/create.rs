@@ -81,7 +81,7 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
         Err(e) => return Err(invalid(dir, e.to_string())),
     }
     let config = dir.join("config.json");
-    let bytes = fs::read(&config).map_err(|e| match e.kind() {
+    let bytes = read_config(&config).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::BundleNotFound {
             path: dir.to_owned(),
             reason: "config.json not found".into(),
@@ -135,6 +135,34 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
     })
 }
 
+/// Larger than any real config.json; past it the file is refused, not read to the end.
+const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Reads config.json if it is a regular file of sane size. Opened without blocking and
+/// checked before reading: a FIFO or a device in its place must not hang or flood berthd.
+fn read_config(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "config.json is not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("config.json is larger than {MAX_CONFIG_SIZE} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Anything berth cannot honour yet is refused by name, never silently ignored.
 fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if !spec.version().starts_with("1.") {
@@ -184,19 +212,27 @@ fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if linux.personality().is_some() {
         return Err(unsupported("linux.personality"));
     }
-    let has =
-        |kind: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == kind);
-    // Without its own mount namespace the init would set up (and pivot_root) the host's.
-    if !has(LinuxNamespaceType::Mount) {
+    let has_new = |kind: LinuxNamespaceType| {
+        linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == kind && n.path().is_none())
+    };
+    // Without a mount namespace of its own the init would set up (and pivot_root) the
+    // host's, or another container's.
+    if !has_new(LinuxNamespaceType::Mount) {
         return Err(invalid(
             config,
-            "linux.namespaces must include a mount namespace",
+            "linux.namespaces must include a new mount namespace (one without a path)",
         ));
     }
-    if (spec.hostname().is_some() || spec.domainname().is_some()) && !has(LinuxNamespaceType::Uts) {
+    if (spec.hostname().is_some() || spec.domainname().is_some())
+        && !has_new(LinuxNamespaceType::Uts)
+    {
         return Err(invalid(
             config,
-            "hostname and domainname need a uts namespace (they would rename the host)",
+            "hostname and domainname need a new uts namespace (they would rename a shared one)",
         ));
     }
     for namespace in linux.namespaces().iter().flatten() {
@@ -205,6 +241,12 @@ fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
             LinuxNamespaceType::Time => return Err(unsupported("linux.namespaces: time")),
             _ => {}
         }
+    }
+    // Shared propagation would carry the container's mounts back into the host.
+    if let Some(propagation @ ("shared" | "rshared")) = linux.rootfs_propagation().as_deref() {
+        return Err(unsupported(&format!(
+            "linux.rootfsPropagation: {propagation}"
+        )));
     }
     Ok(())
 }

@@ -150,21 +150,21 @@ impl Container {
     }
 }
 
-/// Marks a state directory that is being removed; `~` cannot occur in an id, so such a name
-/// never passes for a container.
-pub const TOMBSTONE_PREFIX: &str = "~deleting.";
+/// Where state directories go while they are removed (made when the registry loads): `~`
+/// cannot occur in an id, so this never passes for a container.
+pub const TOMBSTONES: &str = "~deleting";
 
-/// D13, atomically: the directory is renamed out of the way first, so a crash part-way
-/// through the removal leaves a tombstone (finished at the next start), never a
-/// half-emptied directory that looks like a container.
+/// D13, atomically: the directory is first renamed into `<root>/~deleting/`, so a crash
+/// part-way through the removal leaves a tombstone (finished at the next start), never a
+/// half-emptied directory that looks like a container. (A subdirectory, not a prefixed
+/// name: an id may already be as long as a file name can be.)
 ///
 /// A state directory holds two small files, so this runs on the caller's thread.
 pub fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tombstone = dir.with_file_name(format!("{TOMBSTONE_PREFIX}{name}"));
+    let (Some(root), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Ok(());
+    };
+    let tombstone = root.join(TOMBSTONES).join(name);
     // One left by an earlier delete that could not finish would block the rename.
     match std::fs::remove_dir_all(&tombstone) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -8,7 +8,7 @@ mod start;
 use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 pub use create::CreateRequest;
-pub use delete::TOMBSTONE_PREFIX;
+pub use delete::TOMBSTONES;
 
 use crate::{
     cgroups,

@@ -11,7 +11,7 @@ use std::{
     fs::File,
     io::{Read, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{FromRawFd, OwnedFd},
         unix::net::UnixStream,
     },
 };
@@ -54,10 +54,13 @@ pub fn main() -> ! {
 }
 
 fn failure(error: &crate::error::Error) -> Report {
+    // What the config can cause: a missing path or executable, a file system type or
+    // mount option the kernel does not know, a path through a non-directory.
     let caller_error = matches!(
         error,
         crate::error::Error::Io { source, .. }
             if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput)
+                || matches!(source.raw_os_error(), Some(libc::ENODEV | libc::EINVAL | libc::ENOTDIR))
     );
     Report::Failed {
         message: error.to_string(),
@@ -164,14 +167,20 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
     process::set_hostname(spec)?;
     process::set_oom_score_adj(spec)?;
     process::set_rlimits(spec)?;
-    // Opened before pivot_root hides the state directory; reopened for writing through
-    // /proc once the container is started.
-    let exec_fifo = nix::fcntl::open(
-        &config.exec_fifo,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+    // The state directory is held before pivot_root hides it; the FIFO in it is opened for
+    // writing once the container is started. (Through a directory fd, not /proc: the
+    // container may have no /proc.)
+    let state_dir = config
+        .exec_fifo
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    let state_dir = nix::fcntl::open(
+        state_dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .context(|| format!("open {}", config.exec_fifo.display()))?;
+    .context(|| format!("open {}", state_dir.display()))?;
+    let fifo_name = config.exec_fifo.file_name().unwrap_or_default().to_owned();
 
     channel
         .send(&Report::Mounted)
@@ -201,7 +210,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
     // berthd has what it needs; later failures go to the container's stderr.
     channel.close();
 
-    wait_for_start(&exec_fifo)?;
+    wait_for_start(&state_dir, std::path::Path::new(&fifo_name))?;
     let start_hooks = spec
         .hooks()
         .as_ref()
@@ -216,12 +225,15 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
 }
 
 /// Blocks until StartContainer opens the FIFO for reading, then tells it the init is going.
-fn wait_for_start(exec_fifo: &OwnedFd) -> Result<()> {
-    let path = format!("/proc/self/fd/{}", exec_fifo.as_raw_fd());
-    let mut fifo = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .context(|| format!("open the exec FIFO through {path}"))?;
-    fifo.write_all(b"0")
+fn wait_for_start(state_dir: &OwnedFd, fifo: &std::path::Path) -> Result<()> {
+    let fd = nix::fcntl::openat(
+        state_dir,
+        fifo,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context(|| "open the exec FIFO".into())?;
+    File::from(fd)
+        .write_all(b"0")
         .context(|| "write the exec FIFO".into())
 }
