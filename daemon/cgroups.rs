@@ -133,16 +133,26 @@ pub fn plan(relative: &Path, owned_parent: &Path) -> (Vec<PathBuf>, Vec<PathBuf>
 }
 
 /// Makes those of `dirs` (parents first) that do not exist.
+///
+/// The delete of another container may remove a shared parent (an empty `--cgroup-parent`
+/// level) in the meantime; the parents are in `dirs` too, so starting over makes them again.
 pub fn create(dirs: &[PathBuf]) -> Result<()> {
-    for dir in dirs {
-        match fs::create_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).context(|| format!("create cgroup {}", dir.display())),
+    let mut attempts = 0;
+    'again: loop {
+        for dir in dirs {
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(e).context(|| format!("create cgroup {}", dir.display())),
+            }
+            inherit_cpuset(dir)?;
         }
-        inherit_cpuset(dir)?;
+        return Ok(());
     }
-    Ok(())
 }
 
 /// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and refuses processes
