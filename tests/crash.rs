@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use berth::proto;
 use common::*;
 
 /// What a container of this round may have left: its pid (if it got one) and id.
@@ -99,14 +98,7 @@ async fn a_hundred_crashes_leave_nothing_behind_after_restart_and_delete() {
                 dir.display()
             );
         }
-        let listed = daemon
-            .client()
-            .await
-            .list_containers(proto::ListContainersRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .containers;
+        let listed = daemon.list().await;
         assert!(
             listed.is_empty(),
             "round {round} ({point:?}): registry not empty: {listed:?}"

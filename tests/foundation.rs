@@ -83,14 +83,7 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
         &[],
     )
     .await;
-    let containers = daemon
-        .client()
-        .await
-        .list_containers(proto::ListContainersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let containers = daemon.list().await;
     let summary: Vec<_> = containers
         .iter()
         .map(|c| (c.id.as_str(), c.status()))

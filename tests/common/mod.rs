@@ -195,6 +195,16 @@ impl Daemon {
         Ok(response.into_inner().container.unwrap())
     }
 
+    pub async fn list(&self) -> Vec<berth::proto::Container> {
+        self.client()
+            .await
+            .list_containers(berth::proto::ListContainersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+    }
+
     pub async fn delete(
         &self,
         id: &str,
