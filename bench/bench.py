@@ -3,16 +3,18 @@
 
 Sub-commands (python3 standard library only):
 
-  bundle  --dir DIR --rootfs ROOTFS -- ARG...
+  bundle  --dir DIR --rootfs ROOTFS [--cgroups-path P] -- ARG...
       write DIR/config.json from `runc spec`, with terminal=false, the given
-      process args, and root.path set to the absolute ROOTFS.
+      process args, root.path set to the absolute ROOTFS, and linux.cgroupsPath
+      when given.
   measure --runtime NAME --prefix P --sleep-bundle D --true-bundle D
           --n N --par K --reps R --tmp DIR --out FILE -- CLI...
       run every measurement against the CLI (e.g. `runc --root X`) and write
       the samples as JSON.  Every container it made is force-deleted before it
       returns, also when it fails.
-  report  --out MD --meta META.json RESULT.json...
-      write the markdown report.
+  report  --out MD --meta META.json [--scale SCALE.json] RESULT.json...
+      write the markdown report (with the sections of bench/scale.py when
+      --scale is given).
 
 Every timed invocation is one `subprocess.run` (or, for the parallel case, K
 `subprocess.Popen`s) bracketed by `time.perf_counter()`.  stdin and stdout of
@@ -329,6 +331,8 @@ def cmd_bundle(a):
     c["process"]["terminal"] = False
     c["process"]["args"] = a.args
     c["root"]["path"] = os.path.abspath(a.rootfs)
+    if a.cgroups_path:
+        c["linux"]["cgroupsPath"] = a.cgroups_path
     with open(cfg, "w") as f:
         json.dump(c, f, indent=1)
     return 0
@@ -464,10 +468,26 @@ def cmd_report(a):
     w("")
     w("n is listed in the column order " + "/".join(order) + ".")
     w("")
+    scale = None
+    if a.scale:
+        try:
+            with open(a.scale) as f:
+                scale = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"report: cannot read {a.scale}: {e}", file=sys.stderr)
+
     loads = [float(x[k].split()[0]) for d in res.values() for x in d["rounds"]
              for k in ("loadavg_before", "loadavg_after")]
     cpus = int(meta["cpus"])
-    if loads and max(loads) > 0.5 * cpus:
+    start_load = meta.get("load_at_start")
+    if loads and max(loads) > 0.5 * cpus and start_load is not None and start_load < 0.6:
+        w(f"**Load:** the 1-minute load average was {start_load:.2f} on {cpus} CPUs when the "
+          f"measurements began, and ranged {min(loads):.2f}-{max(loads):.2f} during them. The "
+          "rise is mostly the benchmark's own processes (each CLI process and container counts, "
+          f"up to {meta['par']} at once in row 6); the harness floors in the last two rows show how "
+          "busy the machine was.")
+        w("")
+    elif loads and max(loads) > 0.5 * cpus:
         w(f"**Caution:** the machine was not idle. The 1-minute load average ranged "
           f"{min(loads):.2f}-{max(loads):.2f} on {cpus} CPUs during the measurements (other work "
           "was running; see the load per round below). Medians and especially p95s are inflated "
@@ -482,6 +502,12 @@ def cmd_report(a):
         w("berth meets every target it could be compared against.")
     w("")
 
+    if scale is not None:
+        w("Scale and concurrency (berthd's start-up and memory with a large registry, "
+          "ListContainers, the throughput of concurrent clients against runc and crun, deletes "
+          "beside one stuck in a kernel wait) and the plots: see "
+          "[Scale and concurrency](#scale-and-concurrency-berth) below.")
+        w("")
     w("## How each number was measured")
     w("")
     w(f"- Runtimes ran **one after another, interleaved in {meta['rounds']} rounds**: in each round every "
@@ -557,6 +583,9 @@ def cmd_report(a):
     for line in meta.get("notes", []):
         w(f"- {line}")
     w("")
+    if scale is not None:
+        import scale as scale_md  # bench/scale.py, beside this file
+        L.extend(scale_md.render(scale, meta))
     w("<details><summary>Raw samples (ms)</summary>")
     w("")
     for rt in order:
@@ -631,6 +660,23 @@ def cmd_leftovers(a):
                 dirs.append(os.path.join(top, d))
     if zombies:
         print(f"ignored {zombies} zombie process(es) of deleted containers, not yet reaped by their parent")
+    if a.kill:
+        # a frozen process cannot die, nor its cgroup go: thaw every frozen cgroup of ours
+        # (and below ours) first
+        for d in dirs:
+            for sub, _s, files in os.walk(d):
+                if "freezer.state" not in files:
+                    continue
+                state = os.path.join(sub, "freezer.state")
+                try:
+                    with open(state) as f:
+                        frozen = f.read().strip() != "THAWED"
+                    if frozen:
+                        with open(state, "w") as f:
+                            f.write("THAWED")
+                        print(f"thawed {sub}")
+                except OSError:
+                    pass
     for pid, cmd in procs:
         print(f"leftover process {pid}: {cmd}")
         if a.kill:
@@ -659,6 +705,7 @@ def main():
     b = sp.add_parser("bundle")
     b.add_argument("--dir", required=True)
     b.add_argument("--rootfs", required=True)
+    b.add_argument("--cgroups-path", help="linux.cgroupsPath (default: none)")
     b.add_argument("args", nargs="+")
     m = sp.add_parser("measure")
     m.add_argument("--runtime", required=True)
@@ -675,6 +722,7 @@ def main():
     r = sp.add_parser("report")
     r.add_argument("--out", required=True)
     r.add_argument("--meta", required=True)
+    r.add_argument("--scale", help="scale.json from `scale.py collect`: adds its sections")
     r.add_argument("results", nargs="*")
     lo = sp.add_parser("leftovers")
     lo.add_argument("--prefix", required=True)

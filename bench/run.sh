@@ -9,7 +9,25 @@
 #   BENCH_PAR=40   containers deleted at once in that measurement
 #   BENCH_ROUNDS=3 rounds; each round runs every runtime once with its share
 #                  of the samples (order rotated per round); samples are pooled
-#   BENCH_OUT=...  report path (default docs/benchmarks.md)
+#   BENCH_OUT=...  report path (default docs/benchmarks.md); the PNGs go beside it
+#   Scale and concurrency phases (bench/scale.py), after the comparison above:
+#   BENCH_SCALE=1          0 skips them
+#   BENCH_CLIENTS=16       concurrent client processes in the phases below
+#   BENCH_TPUT_N=200       containers created+started+force-deleted per throughput run
+#   BENCH_TPUT_REPS=3      throughput runs per runtime (interleaved)
+#   BENCH_RUNNING=200      real running containers in the registry phase
+#   BENCH_SIZES="0 1000 10000"  registry sizes (running + generated stopped ones)
+#   BENCH_STARTUP_REPS=5   berthd start-ups per size
+#   BENCH_LIST_CALLS=15    timed ListContainers RPCs per size (>= 10)
+#   BENCH_STUCK_N=100      force deletes beside (and without) the stuck delete
+#   BENCH_QUIET_WAIT=0     wait up to this many seconds, after the build, for the
+#                          1-minute load average to drop below BENCH_QUIET_LOAD (0.6)
+#
+# The scale phases: berthd's start-up time and VmRSS with 0, 200 (running), 1,000 and
+# 10,000 containers in its state root, the ListContainers RPC (python grpcio), the
+# throughput of 16 concurrent clients for berth, runc and crun, and 100 force deletes
+# beside a delete stuck on a frozen cgroup.  Then the plots (matplotlib, installed with
+# pip for the benchmark if missing).
 #
 # Runtimes run one after another, interleaved in rounds.  crun (1.8) refuses this
 # host's hybrid cgroup layout, so its part runs in a private mount namespace
@@ -27,10 +45,24 @@ PAR=${BENCH_PAR:-40}
 OUT=${BENCH_OUT:-$REPO/docs/benchmarks.md}
 PREFIX="bnch$$x"            # every container id and cgroup starts with this
 BERTH_CGROUP_PARENT=berth-bench
+SCALE=${BENCH_SCALE:-1}
+CLIENTS=${BENCH_CLIENTS:-16}
+TPUT_N=${BENCH_TPUT_N:-200}
+TPUT_REPS=${BENCH_TPUT_REPS:-3}
+RUNNING=${BENCH_RUNNING:-200}
+SIZES=${BENCH_SIZES:-"0 1000 10000"}
+STARTUP_REPS=${BENCH_STARTUP_REPS:-5}
+LIST_CALLS=${BENCH_LIST_CALLS:-15}
+STUCK_N=${BENCH_STUCK_N:-100}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
+QUIET_LOAD=${BENCH_QUIET_LOAD:-0.6}
+DOCS=$(dirname "$OUT")
 
 if (( N < 20 )); then echo "BENCH_N must be >= 20" >&2; exit 2; fi
 if (( REPS < 5 )); then echo "BENCH_REPS must be >= 5" >&2; exit 2; fi
 if (( ROUNDS < 1 || ROUNDS > REPS )); then echo "BENCH_ROUNDS must be 1..BENCH_REPS" >&2; exit 2; fi
+if (( LIST_CALLS < 10 )); then echo "BENCH_LIST_CALLS must be >= 10" >&2; exit 2; fi
+if (( CLIENTS < 1 || TPUT_REPS < 1 || STARTUP_REPS < 1 )); then echo "BENCH_CLIENTS, BENCH_TPUT_REPS, BENCH_STARTUP_REPS must be >= 1" >&2; exit 2; fi
 if [[ $(id -u) != 0 ]]; then echo "run as root" >&2; exit 2; fi
 for t in runc crun unshare "$PY"; do
     command -v "$t" >/dev/null || { echo "missing: $t" >&2; exit 2; }
@@ -44,6 +76,27 @@ log "cargo build --release --bins"
 (cd "$REPO" && cargo build --release --bins)
 BERTHD="$REPO/target/release/berthd"
 BERTH="$REPO/target/release/berth"
+
+# matplotlib, for the plots only: installed for the benchmark if missing; without it the
+# report says so and everything else goes on
+PLOT_NOTE=
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    log "installing matplotlib for the plots"
+    "$PY" -m pip install --quiet matplotlib || "$PY" -m pip install --quiet --break-system-packages matplotlib \
+        || PLOT_NOTE="matplotlib is missing and \`pip install matplotlib\` failed: no plots"
+fi
+
+# a quiet machine, when asked for (other builds and tests share it)
+load1() { cut -d' ' -f1 /proc/loadavg; }
+if (( QUIET_WAIT > 0 )); then
+    waited=0
+    while awk -v l="$(load1)" -v m="$QUIET_LOAD" 'BEGIN { exit !(l >= m) }' && (( waited < QUIET_WAIT )); do
+        (( waited % 60 == 0 )) && log "waiting for the 1-minute load average ($(load1)) to drop below $QUIET_LOAD"
+        sleep 10; waited=$((waited + 10))
+    done
+fi
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average at the start: $LOAD_AT_START"
 
 TMP=$(mktemp -d /tmp/berth-bench.XXXXXX)
 # State roots, bundles and logs live on a tmpfs, as /run does on a normal host (here /run
@@ -83,6 +136,14 @@ cleanup() {
             crun_ns "crun --root '$TMP/crun-root' delete --force '$id' </dev/null >/dev/null"
         done
     fi
+    # 1b. the scale phases' own berthds and containers (thaws the frozen cgroup parent,
+    #     drops the generated state, force-deletes the real containers, stops the daemons)
+    if [[ -d $TMP/scale-root ]]; then
+        "$PY" "$BENCH/scale.py" teardown "${SCALE_REG_ARGS[@]}" --gen-prefix "${PREFIX}gen-" >&2
+    fi
+    if [[ -d $TMP/stuck-root ]]; then
+        "$PY" "$BENCH/scale.py" teardown "${SCALE_STUCK_ARGS[@]}" >&2
+    fi
     # 2. the daemon
     if [[ -n $DAEMON_PID ]]; then
         kill -TERM "$DAEMON_PID" 2>/dev/null
@@ -114,6 +175,13 @@ cleanup() {
     log "done (exit $rc)"
     exit "$rc"
 }
+# the scale phases' private berthds (bench/scale.py starts and stops them)
+daemon_args() {  # NAME: root, socket dir, cgroup parent, log and pidfile of that daemon
+    echo --berthd "$BERTHD" --berth "$BERTH" --root "$TMP/$1-root" --run-dir "$TMP/$1-run" \
+        --cgroup-parent "${PREFIX}$1" --log "$TMP/$1-berthd.log" --pidfile "$TMP/$1.pid" --tmp "$TMP"
+}
+read -ra SCALE_REG_ARGS <<<"$(daemon_args scale)"
+read -ra SCALE_STUCK_ARGS <<<"$(daemon_args stuck)"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -123,6 +191,9 @@ cp /usr/bin/busybox "$ROOTFS/bin/busybox"
 for l in sh sleep true; do ln -s busybox "$ROOTFS/bin/$l"; done
 "$PY" "$BENCH/bench.py" bundle --dir "$TMP/bundle-sleep" --rootfs "$ROOTFS" -- sleep 1000
 "$PY" "$BENCH/bench.py" bundle --dir "$TMP/bundle-true" --rootfs "$ROOTFS" -- true
+# the container whose delete gets stuck: its cgroup's parent is frozen
+"$PY" "$BENCH/bench.py" bundle --dir "$TMP/bundle-stuck" --rootfs "$ROOTFS" \
+    --cgroups-path "frozen-parent/${PREFIX}stuck" -- sleep 1000
 
 # --- berthd -------------------------------------------------------------------
 mkdir -m 0700 "$TMP/berth-run"
@@ -176,6 +247,50 @@ for ((r = 0; r < ROUNDS; r++)); do
     done
 done
 
+# --- scale and concurrency ---------------------------------------------------------
+SCALE_FILES=()
+SCALE_NOTES=()
+[[ -n $PLOT_NOTE ]] && SCALE_NOTES+=("$PLOT_NOTE")
+throughput_run() {  # throughput_run RUNTIME REP
+    local rt=$1 r=$2
+    local args=(throughput --runtime "$rt" --rep "$r" --prefix "$PREFIX" --bundle "$TMP/bundle-sleep"
+                --count "$TPUT_N" --clients "$CLIENTS" --tmp "$TMP" --out "$TMP/tput-$rt-$r.json")
+    log "throughput rep $r: $rt ($TPUT_N containers, $CLIENTS clients)"
+    case $rt in
+    berth) "$PY" "$BENCH/scale.py" "${args[@]}" -- "$BERTH" --socket "$SOCK" ;;
+    runc)  "$PY" "$BENCH/scale.py" "${args[@]}" -- runc --root "$TMP/runc-root" ;;
+    crun)  crun_ns "exec $(q "$PY" "$BENCH/scale.py" "${args[@]}" -- crun --root "$TMP/crun-root")" ;;
+    esac || SCALE_NOTES+=("throughput rep $r: the $rt driver exited with status $?")
+    [[ -s $TMP/tput-$rt-$r.json ]] && SCALE_FILES+=("$TMP/tput-$rt-$r.json")
+}
+if [[ $SCALE == 1 ]]; then
+    for ((r = 0; r < TPUT_REPS; r++)); do
+        for ((k = 0; k < ${#RUNTIMES[@]}; k++)); do
+            throughput_run "${RUNTIMES[(r + k) % ${#RUNTIMES[@]}]}" "$r"
+        done
+    done
+
+    log "registry: start-up, memory and ListContainers at sizes $SIZES ($RUNNING running)"
+    if "$PY" "$BENCH/scale.py" registry "${SCALE_REG_ARGS[@]}" --prefix "$PREFIX" \
+            --bundle "$TMP/bundle-sleep" --running "$RUNNING" --sizes "$SIZES" \
+            --reps "$STARTUP_REPS" --clients "$CLIENTS" --list-calls "$LIST_CALLS" \
+            --out "$TMP/registry.json"; then
+        SCALE_FILES+=("$TMP/registry.json")
+    else
+        SCALE_NOTES+=("the registry phase failed (status $?); see the run's output")
+    fi
+
+    log "stuck delete: $STUCK_N force deletes without and with a delete stuck on a frozen cgroup"
+    if "$PY" "$BENCH/scale.py" stuck "${SCALE_STUCK_ARGS[@]}" --prefix "$PREFIX" \
+            --bundle "$TMP/bundle-sleep" --stuck-bundle "$TMP/bundle-stuck" --count "$STUCK_N" \
+            --clients "$CLIENTS" --kill-wait-rounds 100 --kill-wait-round 100ms \
+            --out "$TMP/stuck.json"; then
+        SCALE_FILES+=("$TMP/stuck.json")
+    else
+        SCALE_NOTES+=("the stuck-delete phase failed (status $?); see the run's output")
+    fi
+fi
+
 # berth removes the cgroup ancestors a container's create made once they are empty;
 # note whether its parent is still there now that every container is deleted
 left_parent=0
@@ -200,6 +315,7 @@ export B_RUNC="$(runc --version | head -1)"
 export B_CRUN="$(crun --version | head -1)"
 export B_PY="$("$PY" --version 2>&1)"
 export B_N="$N" B_REPS="$REPS" B_PAR="$PAR" B_ROUNDS="$ROUNDS" B_ORDERS="${ORDERS[*]}"
+export B_LOAD_AT_START="$LOAD_AT_START"
 export B_NOTES="$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")"
 "$PY" - "$TMP/meta.json" <<'EOF'
 import json, os, sys
@@ -213,11 +329,23 @@ meta = {
     "round_orders": "; ".join(f"round {i}: {o.replace(',', ', ')}" for i, o in enumerate(e["B_ORDERS"].split())),
     "runtimes": ["berth", "runc", "crun"],
     "notes": [l for l in e["B_NOTES"].splitlines() if l],
+    "load_at_start": float(e["B_LOAD_AT_START"].split()[0]),
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 EOF
 results=()
 for f in "$TMP"/{berth,runc,crun}-*.json; do [[ -s $f ]] && results+=("$f"); done
-mkdir -p "$(dirname "$OUT")"
-"$PY" "$BENCH/bench.py" report --out "$OUT" --meta "$TMP/meta.json" "${results[@]}"
+mkdir -p "$DOCS"
+rm -f "$DOCS/bench-latency.png" "$DOCS/bench-startup.png"
+if [[ -z $PLOT_NOTE ]]; then
+    log "plots"
+    "$PY" "$BENCH/scale.py" plot --registry "$TMP/registry.json" \
+        --latency-png "$DOCS/bench-latency.png" --startup-png "$DOCS/bench-startup.png" \
+        --out "$TMP/plots.json" "${results[@]}" && SCALE_FILES+=("$TMP/plots.json")
+fi
+SCALE_NOTES+=("load average (1/5/15 min) when the measurements began: $LOAD_AT_START")
+scale_args=()
+for n in "${SCALE_NOTES[@]}"; do scale_args+=(--note "$n"); done
+"$PY" "$BENCH/scale.py" collect --out "$TMP/scale.json" "${scale_args[@]}" "${SCALE_FILES[@]+"${SCALE_FILES[@]}"}"
+"$PY" "$BENCH/bench.py" report --out "$OUT" --meta "$TMP/meta.json" --scale "$TMP/scale.json" "${results[@]}"
 log "wrote $OUT"
