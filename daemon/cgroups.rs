@@ -260,11 +260,23 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     let Some((dir, v1)) = freezer(dirs) else {
         return false;
     };
-    let read = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
     if v1 {
-        read("freezer.state").trim() == "FROZEN" && read("freezer.self_freezing").trim() == "1"
+        read_small(&dir.join("freezer.state")) == b"FROZEN"
+            && read_small(&dir.join("freezer.self_freezing")) == b"1"
     } else {
-        read("cgroup.freeze").trim() == "1"
+        read_small(&dir.join("cgroup.freeze")) == b"1"
+    }
+}
+
+/// A short cgroup file's content, trimmed; empty when it cannot be read. One open, one
+/// read, one close: this runs for every container on every ListContainers.
+fn read_small(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut buffer = [0u8; 16];
+    let read = fs::File::open(path).and_then(|mut file| file.read(&mut buffer));
+    match read {
+        Ok(n) => buffer[..n].trim_ascii().to_vec(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -273,11 +285,24 @@ pub fn is_frozen(dirs: &[PathBuf]) -> bool {
 /// v1), else v2's. Decided from the host's hierarchies alone: status is derived often, and
 /// this costs no system call.
 fn freezer(dirs: &[PathBuf]) -> Option<(&PathBuf, bool)> {
+    use std::os::unix::ffi::OsStrExt;
+    // Byte prefixes rather than Path::starts_with: this runs for every container on every
+    // ListContainers, and comparing paths component by component costs more than the
+    // rest of deriving the status.
+    let under = |dir: &Path, mount_point: &Path| {
+        let (dir, mount_point) = (
+            dir.as_os_str().as_bytes(),
+            mount_point.as_os_str().as_bytes(),
+        );
+        dir.len() > mount_point.len() + 1
+            && dir.starts_with(mount_point)
+            && dir[mount_point.len()] == b'/'
+    };
     let in_hierarchy = |wanted: fn(&Hierarchy) -> bool| {
         dirs.iter().find(|dir| {
             hierarchies()
                 .iter()
-                .any(|h| wanted(h) && dir.parent().is_some_and(|p| p.starts_with(&h.mount_point)))
+                .any(|h| wanted(h) && under(dir, &h.mount_point))
         })
     };
     match in_hierarchy(|h| h.freezer) {

@@ -45,6 +45,15 @@ impl SlotState {
     fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
         self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The container now, or as the operation in progress on it found it; `None` when it
+    /// does not exist (yet).
+    fn current(&self) -> Option<Snapshot> {
+        match self.container.try_lock() {
+            Ok(guard) => guard.as_ref().map(Container::snapshot),
+            Err(_) => self.last_seen().clone(),
+        }
+    }
 }
 
 pub struct Registry {
@@ -269,12 +278,25 @@ impl Registry {
         snapshot.ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 
-    /// Every known container, sorted by id.
+    /// Every known container, sorted by id. Deriving every status reads a cgroup file per
+    /// container, so the work is spread over the machine's cores, off the runtime threads.
+    /// (Exits are not reported from here: the exit watchers do that.)
     pub async fn list(&self) -> Vec<Snapshot> {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = slots.len().div_ceil(cores).max(1);
+        let mut parts = Vec::new();
+        for part in slots.chunks(chunk) {
+            let part = part.to_vec();
+            parts.push(tokio::task::spawn_blocking(move || {
+                part.iter()
+                    .filter_map(|slot| slot.current())
+                    .collect::<Vec<_>>()
+            }));
+        }
         let mut snapshots = Vec::with_capacity(slots.len());
-        for slot in slots {
-            snapshots.extend(self.view(&slot).await);
+        for part in parts {
+            snapshots.extend(part.await.unwrap_or_default());
         }
         snapshots
     }
