@@ -109,6 +109,7 @@ async fn a_hundred_crashes_leave_nothing_behind_after_restart_and_delete() {
         .logs()
         .matches("fault injection: killing berthd")
         .count();
+    eprintln!("{crashes_at_points} of 100 rounds crashed at a fault point");
     assert!(
         crashes_at_points >= 80,
         "only {crashes_at_points} rounds crashed at a fault point"
