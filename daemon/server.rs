@@ -122,6 +122,7 @@ pub async fn serve(
             shutdown.await;
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
             report(&health, ServingStatus::NotServing).await;
+            notify_systemd("STOPPING=1");
             let _ = stopping_tx.send(true);
         }
     };
@@ -159,6 +160,7 @@ pub async fn serve(
     };
 
     report(&health, ServingStatus::Serving).await;
+    notify_systemd("READY=1");
     tracing::info!(socket = %config.socket.display(), listen = ?config.listen, root = %config.root.display(), "serving");
 
     let grace = config.shutdown_grace;
@@ -272,6 +274,26 @@ impl Accept for tokio::net::TcpListener {
 async fn report(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
     health.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Tells systemd (a `Type=notify` unit) how the daemon is doing, through the datagram
+/// socket it names in NOTIFY_SOCKET (`@` for the abstract namespace); a no-op elsewhere.
+fn notify_systemd(state: &str) {
+    use std::os::{linux::net::SocketAddrExt, unix::net::SocketAddr};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let address = match target.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&target),
+    };
+    let sent = address.and_then(|address| {
+        std::os::unix::net::UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &address)
+    });
+    if let Err(e) = sent {
+        tracing::warn!(socket = target, state, error = %e, "cannot notify systemd");
+    }
 }
 
 /// One daemon per state root: two would each believe they own the containers.

@@ -566,3 +566,29 @@ async fn health_watchers_see_not_serving_at_shutdown_and_do_not_hold_it_up() {
     }
     assert_eq!(last, ServingStatus::NotServing);
 }
+
+#[tokio::test]
+async fn systemd_is_told_when_berthd_is_ready_and_when_it_stops() {
+    // A stand-in for systemd's notification socket.
+    let listen_dir = tempfile::tempdir().unwrap();
+    let notify = listen_dir.path().join("notify.sock");
+    let systemd = tokio::net::UnixDatagram::bind(&notify).unwrap();
+    let notify_env = notify.to_str().unwrap().to_owned();
+    let mut daemon = Daemon::start().await;
+    daemon.crash();
+    daemon.spawn_with_env(&[], &[("NOTIFY_SOCKET", notify_env.as_str())]);
+    let mut message = [0u8; 64];
+    let received = tokio::time::timeout(Duration::from_secs(20), systemd.recv(&mut message))
+        .await
+        .expect("READY=1 within 20 s")
+        .unwrap();
+    assert_eq!(&message[..received], b"READY=1");
+    // READY=1 comes once the daemon serves.
+    assert_eq!(daemon.health("").await.unwrap(), ServingStatus::Serving);
+    assert!(daemon.terminate().await.success());
+    let received = tokio::time::timeout(Duration::from_secs(5), systemd.recv(&mut message))
+        .await
+        .expect("STOPPING=1 before the daemon exited")
+        .unwrap();
+    assert_eq!(&message[..received], b"STOPPING=1");
+}
