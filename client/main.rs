@@ -132,8 +132,11 @@ enum Command {
     #[command(alias = "ls")]
     List {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiet")]
         json: bool,
+        /// Print only the ids, one per line.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Print lifecycle events as they happen, until interrupted.
     Events {
@@ -270,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("daemon sent no container")?;
             println!("{}", serde_json::to_string_pretty(&state_json(&container))?);
         }
-        Command::List { json } => {
+        Command::List { json, quiet } => {
             let containers = client
                 .list_containers(proto::ListContainersRequest {})
                 .await?
@@ -279,6 +282,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 let all: Vec<_> = containers.iter().map(state_json).collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if quiet {
+                for container in &containers {
+                    println!("{}", container.id);
+                }
             } else {
                 print_table(&containers);
             }

@@ -367,6 +367,7 @@ async fn cli_exit_codes_and_messages() {
     );
     let listed: serde_json::Value =
         serde_json::from_slice(&daemon.cli(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(stdout(&daemon.cli(&["list", "--quiet"])), "old\n");
     assert_eq!(listed[0]["id"], "old");
 
     let deleted = daemon.cli(&["delete", "old"]);
