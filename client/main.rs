@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
 use berth::proto::{self, container_service_client::ContainerServiceClient};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::{
@@ -160,10 +160,31 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         rpc_timeout: Duration,
     },
+    /// Print a shell completion script for berth.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages for berth, its subcommands and berthd into a directory.
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Neither needs the daemon.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => {
+            return match write_man_pages(dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -306,8 +327,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", event_line(&event, json));
             }
         }
-        Command::Health { .. } => unreachable!("handled before connecting"),
+        Command::Health { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before connecting")
+        }
     }
+    Ok(())
+}
+
+/// berth(1), berth-<command>(1) for each subcommand, and berthd(8).
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let berthd = berth::config::Config::command().name("berthd");
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("write man pages to {}", dir.display()))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(berthd)
+        .section("8")
+        .render(&mut page)?;
+    let path = dir.join("berthd.8");
+    std::fs::write(&path, page).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
 

@@ -593,3 +593,34 @@ async fn systemd_is_told_when_berthd_is_ready_and_when_it_stops() {
         .unwrap();
     assert_eq!(&message[..received], b"STOPPING=1");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = Command::new(BERTH)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(script.status.success(), "{shell}: {}", stderr(&script));
+        let text = stdout(&script);
+        assert!(
+            text.contains("delete") && text.contains("--force"),
+            "{shell}: {text}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let man = Command::new(BERTH)
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(man.status.success(), "{}", stderr(&man));
+    let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert!(page("berth.1").contains("berth"));
+    assert!(page("berth-delete.1").contains("force"));
+    assert!(
+        page("berthd.8").contains("kill\\-wait\\-rounds"),
+        "{}",
+        page("berthd.8")
+    );
+}
