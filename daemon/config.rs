@@ -8,6 +8,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
     about = "berth's container-management daemon"
 )]
 pub struct Config {
+    /// Read settings from this TOML file (keys: the flags' long names); flags given here
+    /// win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// State root: one directory per container, holding its state.json.
     #[arg(long, default_value = "/run/berth")]
     pub root: PathBuf,
@@ -17,6 +22,7 @@ pub struct Config {
     #[arg(long, default_value = "/run/berth/berth.sock")]
     pub socket: PathBuf,
 
+    /// How log lines on stderr look: text for people, json for collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -88,8 +94,9 @@ pub struct Config {
     #[arg(long, default_value_t = 128)]
     pub max_concurrent_streams: u32,
 
-    /// Longest a call may take before it is cancelled with DEADLINE_EXCEEDED (event
-    /// streams excepted once they started); a client's own deadline can only shorten it.
+    /// Longest a call may take before the caller gets CANCELLED (event streams excepted
+    /// once they started; the change a call began still runs to its end); a client's own
+    /// deadline can only shorten it.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub rpc_timeout: Duration,
 
@@ -102,4 +109,171 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Why berthd's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    CommandLine(#[from] clap::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}, line {line}: unknown key {key:?} (the keys are berthd's flag names, as `berthd config default` prints them)", path.display())]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
+    #[error("{}, line {line}: bad value for {key:?}: {message}", path.display())]
+    BadValue {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// The settings from the command line over those of the `--config` file, whose keys
+    /// are the flags' long names. A flag given on the command line wins over the file.
+    pub fn from_args(args: Vec<std::ffi::OsString>) -> Result<Self, ConfigError> {
+        use clap::{parser::ValueSource, ArgAction, CommandFactory, FromArgMatches, Parser};
+        let command = Self::command();
+        let matches = command.clone().try_get_matches_from(&args)?;
+        let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
+            return Ok(Self::from_arg_matches(&matches)?);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        let mut merged = args;
+        for (key, value) in &table {
+            let line = line_of(&text, key);
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(key.as_str()) && arg.get_id() != "config")
+                .ok_or_else(|| ConfigError::UnknownKey {
+                    path: path.clone(),
+                    line,
+                    key: key.clone(),
+                })?;
+            if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let bad = |message: String| ConfigError::BadValue {
+                path: path.clone(),
+                line,
+                key: key.clone(),
+                message,
+            };
+            let mut pieces = Vec::new();
+            if matches!(arg.get_action(), ArgAction::SetTrue) {
+                match value {
+                    toml::Value::Boolean(true) => pieces.push(format!("--{key}")),
+                    toml::Value::Boolean(false) => {}
+                    other => return Err(bad(format!("expected true or false, found {other}"))),
+                }
+            } else {
+                let items = match value {
+                    toml::Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                for item in items {
+                    let text = match item {
+                        toml::Value::String(text) => text,
+                        toml::Value::Integer(number) => number.to_string(),
+                        other => {
+                            return Err(bad(format!(
+                                "expected a string or a number, found {other}"
+                            )))
+                        }
+                    };
+                    pieces.push(format!("--{key}={text}"));
+                }
+            }
+            // Each key on its own, so a bad value is reported with its line.
+            let alone = std::iter::once("berthd".to_owned()).chain(pieces.iter().cloned());
+            if let Err(e) = Self::command().try_get_matches_from(alone) {
+                let message = e.render().to_string();
+                let first = message
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                return Err(bad(first.to_owned()));
+            }
+            merged.extend(pieces.into_iter().map(Into::into));
+        }
+        Ok(Self::try_parse_from(merged)?)
+    }
+
+    /// A config file with every key, its meaning and its default (`berthd config default`).
+    pub fn default_file() -> String {
+        use clap::CommandFactory;
+        let mut file = String::from(
+            "# berthd configuration: every key is a berthd flag (its long name); a flag given on\n\
+             # the command line wins over the file. Values shown are the defaults.\n",
+        );
+        for arg in Self::command().get_arguments() {
+            let Some(key) = arg.get_long() else { continue };
+            if matches!(key, "config" | "help" | "version") {
+                continue;
+            }
+            file.push('\n');
+            for line in arg
+                .get_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+                .lines()
+            {
+                file.push_str(&format!("# {line}\n"));
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let entry = match defaults.as_slice() {
+                [] if matches!(arg.get_action(), clap::ArgAction::Append) => {
+                    format!("# {key} = []")
+                }
+                [] if matches!(arg.get_action(), clap::ArgAction::SetTrue) => {
+                    format!("{key} = false")
+                }
+                [] => format!("# {key} = \"\""),
+                [value] if value.parse::<i64>().is_ok() => format!("{key} = {value}"),
+                [value] if value == "false" || value == "true" => format!("{key} = {value}"),
+                [value] => format!("{key} = {value:?}"),
+                values => format!("{key} = {values:?}"),
+            };
+            file.push_str(&entry);
+            file.push('\n');
+        }
+        file
+    }
+}
+
+/// The 1-based line where `key` is set in a flat TOML file.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix(key)
+                .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
+            rest.is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(0, |index| index + 1)
 }

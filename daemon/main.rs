@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth::config::{Config, LogFormat};
-use clap::Parser;
+use berth::config::{Config, ConfigError, LogFormat};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +14,20 @@ fn main() -> ExitCode {
     {
         berth::init::main();
     }
-    match run(Config::parse()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "config" && args[2] == "default" {
+        print!("{}", Config::default_file());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(ConfigError::CommandLine(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berthd: {e:#}");

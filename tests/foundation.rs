@@ -624,3 +624,85 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
         page("berthd.8")
     );
 }
+
+#[tokio::test]
+async fn a_config_file_sets_flags_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berthd.toml");
+    std::fs::write(
+        &file,
+        "# a test config\nmax-message-size = 1000\ncgroup-parent = \"from-the-file\"\nhealth-open = false\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    // The helper passes --cgroup-parent on the command line: it wins over the file.
+    let daemon = Daemon::start_with(|_| {}, &["--config", config]).await;
+    let status = daemon
+        .client()
+        .await
+        .create_container(proto::CreateContainerRequest {
+            id: "x".into(),
+            bundle: format!("/{}", "b".repeat(2000)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::OutOfRange,
+        "the file's max-message-size applies: {status:?}"
+    );
+    let bundle = Bundle::busybox(&["true"]);
+    daemon.create("wins", &bundle, None).await.unwrap();
+    assert!(daemon.container_cgroups("wins").iter().all(|d| d.exists()));
+    assert!(cgroup_dirs("from-the-file/wins")
+        .iter()
+        .all(|d| !d.exists()));
+    daemon.delete("wins", true).await.unwrap();
+
+    let start = |content: &str| {
+        std::fs::write(&file, content).unwrap();
+        Command::new(BERTHD)
+            .args(["--config", config, "--root"])
+            .arg(dir.path().join("root"))
+            .arg("--socket")
+            .arg(dir.path().join("run/berth.sock"))
+            .output()
+            .unwrap()
+    };
+    let unknown = start("log-level = \"info\"\n\nbogus = 1\n");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("line 3: unknown key \"bogus\""),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad = start("kill-wait-rounds = \"many\"\n");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("line 1: bad value for \"kill-wait-rounds\""),
+        "{}",
+        stderr(&bad)
+    );
+
+    // The documented defaults are themselves a valid config, and deploy/berthd.toml is them.
+    let defaults = Command::new(BERTHD)
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/berthd.toml"))
+            .unwrap();
+    assert_eq!(
+        stdout(&defaults),
+        committed,
+        "deploy/berthd.toml is out of date"
+    );
+    std::fs::write(&file, stdout(&defaults)).unwrap();
+    let mut with_defaults = Daemon::start_with(|_| {}, &["--config", config]).await;
+    assert_eq!(
+        with_defaults.health("").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert!(with_defaults.terminate().await.success());
+}
