@@ -80,6 +80,13 @@ fn parse_id(raw: &str) -> Result<ContainerId, Status> {
     ContainerId::parse(raw).map_err(to_status)
 }
 
+/// Counts a finished call by method and status code (the metrics), and passes it on.
+fn counted<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+    let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+    crate::metrics::global().call(method, code);
+    result
+}
+
 /// Logs a failed call where the error is decided, then maps it.
 fn failed(what: &'static str) -> impl Fn(Error) -> Status {
     move |error| {
@@ -178,34 +185,41 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::CreateContainerRequest>,
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
-        let request = request.into_inner();
-        let id = parse_id(&request.id)?;
-        for (what, path) in [
-            ("bundle", &request.bundle),
-            ("stdout_path", &request.stdout_path),
-            ("stderr_path", &request.stderr_path),
-        ] {
-            if path.len() > MAX_PATH {
-                return Err(Status::invalid_argument(format!(
-                    "{what} {} is longer than {MAX_PATH} bytes",
-                    crate::error::shorten(path)
-                )));
+        counted(
+            "CreateContainer",
+            async {
+                let request = request.into_inner();
+                let id = parse_id(&request.id)?;
+                for (what, path) in [
+                    ("bundle", &request.bundle),
+                    ("stdout_path", &request.stdout_path),
+                    ("stderr_path", &request.stderr_path),
+                ] {
+                    if path.len() > MAX_PATH {
+                        return Err(Status::invalid_argument(format!(
+                            "{what} {} is longer than {MAX_PATH} bytes",
+                            crate::error::shorten(path)
+                        )));
+                    }
+                }
+                let path =
+                    |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
+                let create = CreateRequest {
+                    bundle: std::path::PathBuf::from(&request.bundle),
+                    stdout: path(request.stdout_path),
+                    stderr: path(request.stderr_path),
+                };
+                let snapshot = self
+                    .complete("create", |registry| async move {
+                        registry.create(&id, create).await
+                    })
+                    .await?;
+                Ok(Response::new(proto::CreateContainerResponse {
+                    container: Some(snapshot.into()),
+                }))
             }
-        }
-        let path = |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
-        let create = CreateRequest {
-            bundle: std::path::PathBuf::from(&request.bundle),
-            stdout: path(request.stdout_path),
-            stderr: path(request.stderr_path),
-        };
-        let snapshot = self
-            .complete("create", |registry| async move {
-                registry.create(&id, create).await
-            })
-            .await?;
-        Ok(Response::new(proto::CreateContainerResponse {
-            container: Some(snapshot.into()),
-        }))
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -213,16 +227,22 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::StartContainerRequest>,
     ) -> Result<Response<proto::StartContainerResponse>, Status> {
-        let id = parse_id(&request.get_ref().id)?;
-        let (snapshot, warnings) = self
-            .complete("start", |registry| async move { registry.start(&id).await })
-            .await?;
-        for warning in warnings {
-            tracing::warn!(warning, "start warning");
-        }
-        Ok(Response::new(proto::StartContainerResponse {
-            container: Some(snapshot.into()),
-        }))
+        counted(
+            "StartContainer",
+            async {
+                let id = parse_id(&request.get_ref().id)?;
+                let (snapshot, warnings) = self
+                    .complete("start", |registry| async move { registry.start(&id).await })
+                    .await?;
+                for warning in warnings {
+                    tracing::warn!(warning, "start warning");
+                }
+                Ok(Response::new(proto::StartContainerResponse {
+                    container: Some(snapshot.into()),
+                }))
+            }
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -230,14 +250,20 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::KillContainerRequest>,
     ) -> Result<Response<proto::KillContainerResponse>, Status> {
-        let request = request.into_inner();
-        let id = parse_id(&request.id)?;
-        let (signal, all) = (request.signal, request.all);
-        self.complete("kill", |registry| async move {
-            registry.kill(&id, signal, all).await
-        })
-        .await?;
-        Ok(Response::new(proto::KillContainerResponse {}))
+        counted(
+            "KillContainer",
+            async {
+                let request = request.into_inner();
+                let id = parse_id(&request.id)?;
+                let (signal, all) = (request.signal, request.all);
+                self.complete("kill", |registry| async move {
+                    registry.kill(&id, signal, all).await
+                })
+                .await?;
+                Ok(Response::new(proto::KillContainerResponse {}))
+            }
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -245,10 +271,16 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::PauseContainerRequest>,
     ) -> Result<Response<proto::PauseContainerResponse>, Status> {
-        let id = parse_id(&request.get_ref().id)?;
-        self.complete("pause", |registry| async move { registry.pause(&id).await })
-            .await?;
-        Ok(Response::new(proto::PauseContainerResponse {}))
+        counted(
+            "PauseContainer",
+            async {
+                let id = parse_id(&request.get_ref().id)?;
+                self.complete("pause", |registry| async move { registry.pause(&id).await })
+                    .await?;
+                Ok(Response::new(proto::PauseContainerResponse {}))
+            }
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -256,13 +288,19 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::ResumeContainerRequest>,
     ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
-        let id = parse_id(&request.get_ref().id)?;
-        self.complete(
-            "resume",
-            |registry| async move { registry.resume(&id).await },
+        counted(
+            "ResumeContainer",
+            async {
+                let id = parse_id(&request.get_ref().id)?;
+                self.complete(
+                    "resume",
+                    |registry| async move { registry.resume(&id).await },
+                )
+                .await?;
+                Ok(Response::new(proto::ResumeContainerResponse {}))
+            }
+            .await,
         )
-        .await?;
-        Ok(Response::new(proto::ResumeContainerResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, force = request.get_ref().force))]
@@ -270,21 +308,27 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::DeleteContainerRequest>,
     ) -> Result<Response<proto::DeleteContainerResponse>, Status> {
-        let request = request.into_inner();
-        let id = parse_id(&request.id)?;
-        let force = request.force;
-        let outcome = self
-            .complete("delete", |registry| async move {
-                registry.delete(&id, force).await
-            })
-            .await?;
-        for warning in &outcome.warnings {
-            tracing::warn!(warning, "delete warning");
-        }
-        Ok(Response::new(proto::DeleteContainerResponse {
-            container: outcome.snapshot.map(Into::into),
-            warnings: outcome.warnings,
-        }))
+        counted(
+            "DeleteContainer",
+            async {
+                let request = request.into_inner();
+                let id = parse_id(&request.id)?;
+                let force = request.force;
+                let outcome = self
+                    .complete("delete", |registry| async move {
+                        registry.delete(&id, force).await
+                    })
+                    .await?;
+                for warning in &outcome.warnings {
+                    tracing::warn!(warning, "delete warning");
+                }
+                Ok(Response::new(proto::DeleteContainerResponse {
+                    container: outcome.snapshot.map(Into::into),
+                    warnings: outcome.warnings,
+                }))
+            }
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -292,11 +336,17 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::GetContainerRequest>,
     ) -> Result<Response<proto::GetContainerResponse>, Status> {
-        let id = parse_id(&request.get_ref().id)?;
-        let snapshot = self.registry.get(&id).await.map_err(to_status)?;
-        Ok(Response::new(proto::GetContainerResponse {
-            container: Some(snapshot.into()),
-        }))
+        counted(
+            "GetContainer",
+            async {
+                let id = parse_id(&request.get_ref().id)?;
+                let snapshot = self.registry.get(&id).await.map_err(to_status)?;
+                Ok(Response::new(proto::GetContainerResponse {
+                    container: Some(snapshot.into()),
+                }))
+            }
+            .await,
+        )
     }
 
     #[tracing::instrument(skip_all)]
@@ -304,14 +354,20 @@ impl ContainerService for Api {
         &self,
         _request: Request<proto::ListContainersRequest>,
     ) -> Result<Response<proto::ListContainersResponse>, Status> {
-        let containers = self
-            .registry
-            .list()
-            .await
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        Ok(Response::new(proto::ListContainersResponse { containers }))
+        counted(
+            "ListContainers",
+            async {
+                let containers = self
+                    .registry
+                    .list()
+                    .await
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                Ok(Response::new(proto::ListContainersResponse { containers }))
+            }
+            .await,
+        )
     }
 
     type WatchEventsStream = EventStream;
@@ -321,44 +377,48 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let request = request.into_inner();
-        if !request.id.is_empty() {
-            parse_id(&request.id)?;
-        }
-        let filter = EventFilter {
-            id: request.id,
-            types: request.types,
-        };
-        let mut events = self.registry.events.subscribe();
-        let mut shutdown = self.shutdown.clone();
-        // A small buffer: the broadcast receiver is the real, bounded backlog, and it is what
-        // reports how many events a slow reader missed.
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            tracing::debug!("event subscriber joined");
-            loop {
-                let item = tokio::select! {
-                    received = events.recv() => match received {
-                        Ok(event) if filter.matches(&event) => proto::Event::from(event.as_ref()),
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(missed)) => proto::Event {
-                            r#type: proto::EventType::Lagged.into(),
-                            timestamp: Some(std::time::SystemTime::now().into()),
-                            missed,
-                            ..Default::default()
-                        },
-                        Err(RecvError::Closed) => break,
-                    },
-                    () = tx.closed() => break,
-                    _ = shutdown.wait_for(|stopping| *stopping) => break,
-                };
-                tokio::select! {
-                    sent = tx.send(Ok(item)) => if sent.is_err() { break },
-                    _ = shutdown.wait_for(|stopping| *stopping) => break,
-                }
+        counted("WatchEvents", async {
+            let request = request.into_inner();
+            if !request.id.is_empty() {
+                parse_id(&request.id)?;
             }
-            tracing::debug!("event subscriber left");
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            let filter = EventFilter {
+                id: request.id,
+                types: request.types,
+            };
+            let mut events = self.registry.events.subscribe();
+            let mut shutdown = self.shutdown.clone();
+            // A small buffer: the broadcast receiver is the real, bounded backlog, and it is what
+            // reports how many events a slow reader missed.
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                tracing::debug!("event subscriber joined");
+                loop {
+                    let item = tokio::select! {
+                        received = events.recv() => match received {
+                            Ok(event) if filter.matches(&event) => proto::Event::from(event.as_ref()),
+                            Ok(_) => continue,
+                            Err(RecvError::Lagged(missed)) => proto::Event {
+                                r#type: proto::EventType::Lagged.into(),
+                                timestamp: Some(std::time::SystemTime::now().into()),
+                                missed,
+                                ..Default::default()
+                            },
+                            Err(RecvError::Closed) => break,
+                        },
+                        () = tx.closed() => break,
+                        _ = shutdown.wait_for(|stopping| *stopping) => break,
+                    };
+                    tokio::select! {
+                        sent = tx.send(Ok(item)) => if sent.is_err() { break },
+                        _ = shutdown.wait_for(|stopping| *stopping) => break,
+                    }
+                }
+                tracing::debug!("event subscriber left");
+            });
+            let stream: Self::WatchEventsStream = Box::pin(ReceiverStream::new(rx));
+            Ok(Response::new(stream))
+        }
+        .await)
     }
 }

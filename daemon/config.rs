@@ -86,6 +86,10 @@ pub struct Config {
     #[arg(long)]
     pub tls_no_client_auth: bool,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Largest gRPC message berthd accepts or sends, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_message_size: usize,

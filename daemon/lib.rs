@@ -13,6 +13,7 @@ pub mod fault;
 pub mod hooks;
 pub mod id;
 pub mod init;
+pub mod metrics;
 pub mod process;
 pub mod rdt;
 pub mod registry;

@@ -115,6 +115,12 @@ pub async fn serve(
         None => None,
     };
 
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .context(|| format!("listen for metrics on {address}"))?;
+        tokio::spawn(crate::metrics::serve(listener, registry.clone()));
+    }
     let api = Api::new(registry, stopping.clone());
     let on_shutdown = {
         let health = health.clone();

@@ -706,3 +706,42 @@ async fn a_config_file_sets_flags_and_the_command_line_wins() {
     );
     assert!(with_defaults.terminate().await.success());
 }
+
+#[tokio::test]
+async fn metrics_count_calls_deletes_and_containers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start_with(
+        |root| write_state(root, "old", ""),
+        &["--metrics-listen", &listen],
+    )
+    .await;
+    daemon.get("missing").await.unwrap_err();
+    daemon.delete("old", false).await.unwrap();
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&listen).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let text = scrape();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "berth_calls_total{method=\"GetContainer\",code=\"NotFound\"} 1",
+        "berth_calls_total{method=\"DeleteContainer\",code=\"Ok\"} 1",
+        "berth_delete_seconds_count{path=\"stopped\"} 1",
+        "berth_containers{status=\"stopped\"} 0",
+        "berth_kill_wait_timeouts_total 0",
+        "berth_teardown_warnings_total 0",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+}
