@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long)]
     pub tls_no_client_auth: bool,
 
+    /// Also serve the health service alone, in plaintext, on this TCP address: what a
+    /// Kubernetes gRPC liveness probe (which speaks no TLS) can check.
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+
     /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,

@@ -3,6 +3,7 @@
 //! Dependencies point one way: `api` -> `registry` -> `container` -> (`process`,
 //! `cgroups`, ...). `server` wires the API to a socket; `config` holds the daemon's flags.
 pub mod api;
+pub mod authority;
 pub mod authz;
 pub mod cgroups;
 pub mod config;

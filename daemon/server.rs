@@ -24,6 +24,7 @@ use tonic_health::{
 
 use crate::{
     api::Api,
+    authority::AuthorityFix,
     authz::{AuthzLayer, Policy},
     config::Config,
     container::Runtime,
@@ -153,6 +154,26 @@ pub async fn serve(
     };
     let unix = server(Server::builder())
         .serve_with_incoming_shutdown(accept_forever(listener), on_shutdown);
+    let health_only = match config.health_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .context(|| format!("listen for health checks on {address}"))?,
+        ),
+        None => None,
+    };
+    let mut health_stopping = stopping.clone();
+    let health_only = async {
+        let Some(listener) = health_only else {
+            return Ok(());
+        };
+        Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(accept_forever(listener), async move {
+                let _ = health_stopping.wait_for(|stopping| *stopping).await;
+            })
+            .await
+    };
     let mut tcp_stopping = stopping.clone();
     let tcp = async {
         let Some((listener, tls)) = tcp else {
@@ -172,7 +193,7 @@ pub async fn serve(
     let grace = config.shutdown_grace;
     let mut stopping = stopping;
     let result = tokio::select! {
-        served = async { tokio::try_join!(unix, tcp) } => served.map(|_| ()).map_err(StartError::from),
+        served = async { tokio::try_join!(unix, tcp, health_only) } => served.map(|_| ()).map_err(StartError::from),
         _ = async {
             let _ = stopping.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
@@ -263,9 +284,11 @@ trait Accept: Send + 'static {
 }
 
 impl Accept for UnixListener {
-    type Stream = tokio::net::UnixStream;
+    type Stream = AuthorityFix<tokio::net::UnixStream>;
     async fn accept_one(&self) -> io::Result<Self::Stream> {
-        self.accept().await.map(|(stream, _)| stream)
+        self.accept()
+            .await
+            .map(|(stream, _)| AuthorityFix::new(stream))
     }
 }
 

@@ -489,3 +489,36 @@ async fn a_call_past_its_timeout_does_not_abandon_the_change_half_way() {
     assert!(daemon.container_cgroups("slow").iter().all(|d| !d.exists()));
     assert!(!daemon.root.join("slow").exists());
 }
+
+#[tokio::test]
+async fn a_plaintext_health_port_answers_probes_and_nothing_else() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start_with(|_| {}, &["--health-listen", &listen]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{listen}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let refused = proto::container_service_client::ContainerServiceClient::new(channel)
+        .list_containers(proto::ListContainersRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::Unimplemented,
+        "the API is not on the probe port"
+    );
+    drop(daemon);
+}

@@ -10,11 +10,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 socket = sys.argv[1]
-# grpcio >= 1.57 derives the HTTP/2 :authority from the socket path, which h2 (under tonic)
-# rejects; naming the authority explicitly avoids it.
-channel = grpc.insecure_channel(
-    f"unix:{socket}", options=[("grpc.default_authority", "localhost")]
-)
+# grpcio's default channel, as a user would open it: grpcio >= 1.57 sends the socket path as
+# the HTTP/2 :authority, which berthd's socket accepts.
+channel = grpc.insecure_channel(f"unix:{socket}")
 database = ProtoReflectionDescriptorDatabase(channel)
 services = database.get_services()
 print("services:", " ".join(sorted(services)))
