@@ -65,6 +65,8 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // A TCP setup berthd would refuse is refused before anything is created.
+    let tls = config.listen.map(|_| tls_config(config)).transpose()?;
     prepare_socket_path(&config.socket)?;
     let _root_lock = lock_root(&config.root)?;
 
@@ -106,14 +108,14 @@ pub async fn serve(
     let listener = UnixListener::bind(&config.socket)
         .context(|| format!("bind {}", config.socket.display()))?;
     set_socket_access(config)?;
-    let tcp = match config.listen {
-        Some(address) => Some((
+    let tcp = match (config.listen, tls) {
+        (Some(address), Some(tls)) => Some((
             tokio::net::TcpListener::bind(address)
                 .await
                 .context(|| format!("listen on {address}"))?,
-            tls_config(config)?,
+            tls,
         )),
-        None => None,
+        _ => None,
     };
 
     if let Some(address) = config.metrics_listen {

@@ -231,12 +231,18 @@ async fn tcp_is_served_with_tls_and_client_certificates() {
 
     // Without client verification only when asked for explicitly.
     let refused = Command::new(BERTHD)
-        .args(["--root", "/nonexistent-root", "--socket"])
+        .arg("--root")
+        .arg(pki.dir.path().join("refused-root"))
+        .arg("--socket")
         .arg(pki.dir.path().join("refused.sock"))
         .args(["--listen", &listen, "--tls-cert", &cert, "--tls-key", &key])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        !pki.dir.path().join("refused-root").exists(),
+        "a refused daemon made its root"
+    );
     assert!(
         stderr(&refused).contains("--tls-client-ca"),
         "{}",
@@ -260,7 +266,9 @@ async fn tcp_is_served_with_tls_and_client_certificates() {
     drop(open);
 
     let plain = Command::new(BERTHD)
-        .args(["--root", "/nonexistent-root", "--socket"])
+        .arg("--root")
+        .arg(pki.dir.path().join("refused-root"))
+        .arg("--socket")
         .arg(pki.dir.path().join("plain.sock"))
         .args(["--listen", &listen])
         .output()
