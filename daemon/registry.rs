@@ -70,6 +70,8 @@ pub struct DeleteOutcome {
     pub warnings: Vec<String>,
     /// The init's exit (with its status when known), when this delete was first to see it.
     pub exited: Option<Option<ExitRecord>>,
+    /// The status the delete found the container in, before any kill.
+    pub found: Option<crate::container::Status>,
 }
 
 /// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller
@@ -396,13 +398,13 @@ impl Registry {
                 Err(Error::NotFound { id: id.to_string() })
             };
         };
-        let path = match (force, container.status()) {
-            (true, _) => "forced",
-            (false, crate::container::Status::Created) => "created",
-            (false, _) => "stopped",
-        };
         let began = std::time::Instant::now();
         let outcome = container.delete(&self.runtime, force).await?;
+        let path = match (force, outcome.found) {
+            (true, _) => "forced",
+            (false, Some(crate::container::Status::Created)) => "created",
+            (false, _) => "stopped",
+        };
         let metrics = crate::metrics::global();
         metrics.delete(path, began.elapsed().as_secs_f64());
         metrics.teardown_warnings(outcome.warnings.len());

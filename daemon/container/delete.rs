@@ -26,6 +26,7 @@ impl Container {
                 snapshot: Some(snapshot),
                 warnings: vec![warning],
                 exited: None,
+                found: Some(status),
             });
         }
         match (status, force) {
@@ -48,6 +49,7 @@ impl Container {
             snapshot: Some(snapshot),
             warnings,
             exited,
+            found: Some(status),
         })
     }
 
