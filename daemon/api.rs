@@ -56,6 +56,7 @@ fn to_status(error: Error) -> Status {
         Error::InvalidId(_)
         | Error::InvalidBundle { .. }
         | Error::Unsupported { .. }
+        | Error::InvalidConfig { .. }
         | Error::InvalidSignal(_)
         | Error::InitFailed {
             caller_error: true, ..

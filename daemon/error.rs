@@ -33,6 +33,11 @@ pub enum Error {
     #[error("{field} is not supported by berth")]
     Unsupported { field: String },
 
+    /// A config.json field whose value cannot be honoured, found while setting the container
+    /// up (so the caller's fault, decided where it is found).
+    #[error("{field}: {reason}")]
+    InvalidConfig { field: String, reason: String },
+
     #[error("invalid signal {0}: must be 1 to 64")]
     InvalidSignal(u32),
 

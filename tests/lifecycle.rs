@@ -287,17 +287,6 @@ async fn start_and_create_refuse_the_wrong_state() {
     daemon.delete("once", true).await.unwrap();
 }
 
-/// Leaves nothing: no state directory, no cgroup.
-fn assert_nothing_left(daemon: &Daemon, id: &str) {
-    assert!(
-        !daemon.root.join(id).exists(),
-        "state directory of {id} left behind"
-    );
-    for dir in daemon.container_cgroups(id) {
-        assert!(!dir.exists(), "{} left behind", dir.display());
-    }
-}
-
 #[tokio::test]
 async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
     let daemon = Daemon::start().await;

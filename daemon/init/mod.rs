@@ -5,6 +5,7 @@
 //!
 //! Every failure is reported to berthd as text, so CreateContainer fails with the cause.
 mod process;
+mod resolve;
 mod rootfs;
 
 use std::{
@@ -39,11 +40,8 @@ pub fn main() -> ! {
     };
     // SAFETY: berthd passes the socket as this fd and nothing else in this process owns it.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    // The user process must not inherit it, nor must hooks.
-    let _ = nix::fcntl::fcntl(
-        &stream,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    // Neither hooks nor the user process may inherit it, nor anything else berthd left open.
+    mark_fds_close_on_exec();
     let mut channel = Channel::new(stream);
     let error = match helper(&mut channel) {
         Ok(never) => match never {},
@@ -53,15 +51,35 @@ pub fn main() -> ! {
     std::process::exit(1)
 }
 
+/// Every fd from 3 up is closed by the next exec, whoever opened it and however: only
+/// stdio crosses into hooks and the user process.
+fn mark_fds_close_on_exec() {
+    // SAFETY: close_range only changes fd flags; nothing here relies on an fd surviving exec.
+    unsafe {
+        libc::close_range(
+            3,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    };
+}
+
 fn failure(error: &crate::error::Error) -> Report {
     // What the config can cause: a missing path or executable, a file system type or
     // mount option the kernel does not know, a path through a non-directory.
-    let caller_error = matches!(
-        error,
-        crate::error::Error::Io { source, .. }
-            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput)
-                || matches!(source.raw_os_error(), Some(libc::ENODEV | libc::EINVAL | libc::ENOTDIR))
-    );
+    let caller_error = match error {
+        crate::error::Error::InvalidConfig { .. } => true,
+        crate::error::Error::Io { source, .. } => {
+            matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+            ) || matches!(
+                source.raw_os_error(),
+                Some(libc::ENODEV | libc::EINVAL | libc::ENOTDIR)
+            )
+        }
+        _ => false,
+    };
     Report::Failed {
         message: error.to_string(),
         caller_error,
@@ -202,6 +220,9 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
 
     rootfs::pivot(&config.rootfs)?;
     rootfs::finish(spec)?;
+    // The state directory is open here, but cwd is resolved without magic links, so
+    // nothing the init holds can be reached through it.
+    process::enter_cwd(spec)?;
     let program = process::prepare_exec(spec)?;
 
     channel
@@ -210,7 +231,10 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
     // berthd has what it needs; later failures go to the container's stderr.
     channel.close();
 
-    wait_for_start(&state_dir, std::path::Path::new(&fifo_name))?;
+    // The last host directory the init holds is closed by this.
+    wait_for_start(state_dir, std::path::Path::new(&fifo_name))?;
+    process::verify_cwd()?;
+    mark_fds_close_on_exec();
     let start_hooks = spec
         .hooks()
         .as_ref()
@@ -225,9 +249,9 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
 }
 
 /// Blocks until StartContainer opens the FIFO for reading, then tells it the init is going.
-fn wait_for_start(state_dir: &OwnedFd, fifo: &std::path::Path) -> Result<()> {
+fn wait_for_start(state_dir: OwnedFd, fifo: &std::path::Path) -> Result<()> {
     let fd = nix::fcntl::openat(
-        state_dir,
+        &state_dir,
         fifo,
         nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),

@@ -8,7 +8,8 @@ use std::{
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capability, LinuxCapabilities, Spec};
 
-use crate::error::{IoContext, Result};
+use super::resolve::open_in_root;
+use crate::error::{Error, IoContext, Result};
 
 fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
@@ -106,8 +107,6 @@ pub fn prepare_exec(spec: &Spec) -> Result<Program> {
         .as_ref()
         .ok_or_else(|| invalid("config.json has no process".into()))
         .context(|| "prepare the process".into())?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd {}", cwd.display()))?;
     let args = process.args().clone().unwrap_or_default();
     let program = args
         .first()
@@ -126,6 +125,47 @@ pub fn prepare_exec(spec: &Spec) -> Result<Program> {
             .map(|e| c_string(e, "environment entry"))
             .collect::<Result<_>>()?,
     })
+}
+
+fn bad_cwd(reason: String) -> Error {
+    Error::InvalidConfig {
+        field: "process.cwd".into(),
+        reason,
+    }
+}
+
+/// Enters process.cwd, resolved by the kernel inside the container's root (after
+/// pivot_root, so "/" is the container's) with magic links refused: a cwd of
+/// `/proc/self/fd/N`, or a symlink to it, would otherwise land in whatever directory the
+/// init holds open, the host's included (CVE-2024-21626).
+pub fn enter_cwd(spec: &Spec) -> Result<()> {
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if !cwd.is_absolute() {
+        return Err(bad_cwd(format!(
+            "{} is not an absolute path",
+            cwd.display()
+        )));
+    }
+    let root: std::os::fd::OwnedFd = std::fs::File::open("/").context(|| "open /".into())?.into();
+    let dir = open_in_root(&root, &cwd, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|error| bad_cwd(format!("{}: {error}", cwd.display())))?;
+    nix::unistd::fchdir(&dir).context(|| format!("chdir to {}", cwd.display()))?;
+    verify_cwd()
+}
+
+/// The kernel reports a working directory outside the process's root as unreachable,
+/// which getcwd turns into ENOENT: checked after entering cwd and once more before exec.
+pub fn verify_cwd() -> Result<()> {
+    match nix::unistd::getcwd() {
+        Ok(path) if path.is_absolute() => Ok(()),
+        _ => Err(bad_cwd(
+            "the working directory lies outside the container's root".into(),
+        )),
+    }
 }
 
 /// `program` as exec would run it: a path when it has a slash, else the first executable

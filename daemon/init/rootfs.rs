@@ -2,8 +2,11 @@
 //! paths. Runs in the init, inside the container's new mount namespace.
 use std::{
     fs,
-    os::unix::fs::{symlink, DirBuilderExt},
-    path::{Component, Path, PathBuf},
+    os::{
+        fd::OwnedFd,
+        unix::fs::{symlink, DirBuilderExt},
+    },
+    path::{Path, PathBuf},
 };
 
 use nix::{
@@ -13,8 +16,9 @@ use nix::{
 };
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
+use super::resolve::{fd_path, open_in_root, secure_join};
 use crate::{
-    error::{IoContext, Result},
+    error::{Error, IoContext, Result},
     spawn::InitConfig,
 };
 
@@ -53,8 +57,11 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
     )
     .context(|| format!("bind {} onto itself", rootfs.display()))?;
 
+    let root: OwnedFd = fs::File::open(rootfs)
+        .context(|| format!("open {}", rootfs.display()))?
+        .into();
     for entry in spec.mounts().as_deref().unwrap_or_default() {
-        mount_entry(rootfs, entry, &config.cgroup_dirs)?;
+        mount_entry(rootfs, &root, entry, &config.cgroup_dirs)?;
     }
     let spec_devices = linux
         .and_then(|l| l.devices().as_deref())
@@ -77,50 +84,6 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
         create_spec_device(rootfs, device)?;
     }
     create_dev_symlinks(rootfs)
-}
-
-/// `root` joined with `unsafe_path`, with every symlink resolved as if `root` were `/`: no
-/// `..` or symlink in a container-controlled path can lead outside the container's root.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
-    let mut resolved = PathBuf::new();
-    let mut pending: Vec<PathBuf> = unsafe_path
-        .components()
-        .rev()
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.components().next() {
-            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
-            Some(Component::ParentDir) => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = resolved.join(&part);
-        match fs::read_link(root.join(&candidate)) {
-            Ok(target) => {
-                links += 1;
-                if links > 255 {
-                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP)).context(|| {
-                        format!("resolve {} in {}", unsafe_path.display(), root.display())
-                    });
-                }
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                pending.extend(
-                    target
-                        .components()
-                        .rev()
-                        .map(|c| PathBuf::from(c.as_os_str())),
-                );
-            }
-            Err(_) => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
 }
 
 /// Mount options split into flags, propagation flags, and the data string for the file
@@ -194,23 +157,36 @@ fn parse_options(options: &[String]) -> MountOptions {
     parsed
 }
 
-fn mount_entry(rootfs: &Path, entry: &Mount, cgroup_dirs: &[PathBuf]) -> Result<()> {
-    let destination = secure_join(rootfs, entry.destination())?;
+fn mount_entry(
+    rootfs: &Path,
+    root: &OwnedFd,
+    entry: &Mount,
+    cgroup_dirs: &[PathBuf],
+) -> Result<()> {
     let options = parse_options(entry.options().as_deref().unwrap_or_default());
     let kind = entry.typ().as_deref().unwrap_or("");
     let is_bind = kind == "bind" || options.flags.contains(MsFlags::MS_BIND);
-    if kind == "cgroup" && !is_bind {
-        return mount_cgroups(&destination, &options, cgroup_dirs);
-    }
     let source = entry.source().clone().unwrap_or_default();
-    if is_bind {
-        let source_is_dir = fs::metadata(&source)
+    let source_is_dir = !is_bind
+        || fs::metadata(&source)
             .context(|| format!("bind mount source {}", source.display()))?
             .is_dir();
-        make_mount_point(&destination, source_is_dir)?;
+    let target = if !is_bind && matches!(kind, "proc" | "sysfs") {
+        ordinary_directory(rootfs, root, entry.destination(), kind)?
+    } else {
+        make_mount_point(&secure_join(rootfs, entry.destination())?, source_is_dir)?;
+        pin(root, entry.destination())?
+    };
+    // From here the mount goes onto what was resolved inside the root, through its fd:
+    // a symlink swapped in since cannot redirect it.
+    let on = fd_path(&target);
+    if kind == "cgroup" && !is_bind {
+        return mount_cgroups(root, entry.destination(), &on, &options, cgroup_dirs);
+    }
+    if is_bind {
         mount(
             Some(&source),
-            &destination,
+            &on,
             NONE,
             options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
             NONE,
@@ -227,7 +203,7 @@ fn mount_entry(rootfs: &Path, entry: &Mount, cgroup_dirs: &[PathBuf]) -> Result<
         if !extra.is_empty() {
             mount(
                 NONE,
-                &destination,
+                &fd_path(&pin(root, entry.destination())?),
                 NONE,
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
                 NONE,
@@ -235,52 +211,91 @@ fn mount_entry(rootfs: &Path, entry: &Mount, cgroup_dirs: &[PathBuf]) -> Result<
             .context(|| format!("remount {} with {extra:?}", entry.destination().display()))?;
         }
     } else {
-        make_mount_point(&destination, true)?;
         let data = (!options.data.is_empty()).then_some(options.data.as_str());
-        mount(Some(&source), &destination, Some(kind), options.flags, data)
+        mount(Some(&source), &on, Some(kind), options.flags, data)
             .context(|| format!("mount {kind} on {}", entry.destination().display()))?;
     }
     if !options.propagation.is_empty() {
-        mount(NONE, &destination, NONE, options.propagation, NONE)
-            .context(|| format!("set propagation of {}", entry.destination().display()))?;
+        mount(
+            NONE,
+            &fd_path(&pin(root, entry.destination())?),
+            NONE,
+            options.propagation,
+            NONE,
+        )
+        .context(|| format!("set propagation of {}", entry.destination().display()))?;
     }
     Ok(())
+}
+
+/// The mount point for `destination`, opened inside the root. Opened again after each
+/// mount on it, since an fd taken before a mount still names what the mount covers.
+fn pin(root: &OwnedFd, destination: &Path) -> Result<OwnedFd> {
+    open_in_root(root, destination, libc::O_PATH)
+        .context(|| format!("open mount point {}", destination.display()))
+}
+
+/// proc and sysfs go only on a real directory, never through a symlink, whatever it points
+/// at: procfs or sysfs mounted over a path the config did not name escapes maskedPaths
+/// and readonlyPaths (CVE-2023-27561, CVE-2023-28642). Checked on the opened directory.
+fn ordinary_directory(
+    rootfs: &Path,
+    root: &OwnedFd,
+    destination: &Path,
+    kind: &str,
+) -> Result<OwnedFd> {
+    let open = || {
+        open_in_root(
+            root,
+            destination,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        )
+    };
+    let opened = match open() {
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
+            make_mount_point(&secure_join(rootfs, destination)?, true)?;
+            open()
+        }
+        other => other,
+    };
+    opened.map_err(|error| match error.raw_os_error() {
+        Some(libc::ENOTDIR | libc::ELOOP) => Error::InvalidConfig {
+            field: format!("mounts[{}]", destination.display()),
+            reason: format!("filesystem {kind} must be mounted on ordinary directory"),
+        },
+        _ => Error::Io {
+            context: format!("open mount point {}", destination.display()),
+            source: error,
+        },
+    })
 }
 
 /// On v1 and hybrid hosts a `cgroup` mount is a tmpfs holding a bind of each of the
 /// container's own cgroup directories, named after its hierarchy (so `memory`, `pids`,
 /// `cpu,cpuacct`, `unified`); on a v2 host it is cgroup2 itself.
 fn mount_cgroups(
+    root: &OwnedFd,
     destination: &Path,
+    on: &Path,
     options: &MountOptions,
     cgroup_dirs: &[PathBuf],
 ) -> Result<()> {
-    make_mount_point(destination, true)?;
     let read_only = options.flags & MsFlags::MS_RDONLY;
     let flags = options.flags & !MsFlags::MS_RDONLY;
     if crate::cgroups::is_unified_host() {
-        return mount(
-            Some("cgroup2"),
-            destination,
-            Some("cgroup2"),
-            options.flags,
-            NONE,
-        )
-        .context(|| format!("mount cgroup2 on {}", destination.display()));
+        return mount(Some("cgroup2"), on, Some("cgroup2"), options.flags, NONE)
+            .context(|| format!("mount cgroup2 on {}", destination.display()));
     }
-    mount(
-        Some("tmpfs"),
-        destination,
-        Some("tmpfs"),
-        flags,
-        Some("mode=755"),
-    )
-    .context(|| format!("mount tmpfs on {}", destination.display()))?;
+    mount(Some("tmpfs"), on, Some("tmpfs"), flags, Some("mode=755"))
+        .context(|| format!("mount tmpfs on {}", destination.display()))?;
+    // The tmpfs is berth's own: nothing of the container's lies beneath it.
+    let tmpfs = pin(root, destination)?;
     for dir in cgroup_dirs {
         let Some(hierarchy) = crate::cgroups::hierarchy_name(dir) else {
             continue;
         };
-        let target = destination.join(&hierarchy);
+        let target = fd_path(&tmpfs).join(&hierarchy);
+        let shown = destination.join(&hierarchy);
         make_mount_point(&target, true)?;
         mount(
             Some(dir),
@@ -289,7 +304,7 @@ fn mount_cgroups(
             MsFlags::MS_BIND | MsFlags::MS_REC,
             NONE,
         )
-        .context(|| format!("bind cgroup {} to {}", dir.display(), target.display()))?;
+        .context(|| format!("bind cgroup {} to {}", dir.display(), shown.display()))?;
         mount(
             NONE,
             &target,
@@ -297,12 +312,12 @@ fn mount_cgroups(
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | read_only,
             NONE,
         )
-        .context(|| format!("remount {}", target.display()))?;
+        .context(|| format!("remount {}", shown.display()))?;
     }
     if !read_only.is_empty() {
         mount(
             NONE,
-            destination,
+            &fd_path(&tmpfs),
             NONE,
             MsFlags::MS_REMOUNT | flags | read_only,
             Some("mode=755"),
@@ -506,27 +521,6 @@ fn make_read_only(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secure_join_keeps_dot_dot_and_symlinks_inside_the_root() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        fs::create_dir_all(r.join("a/b")).unwrap();
-        symlink("/etc", r.join("abs")).unwrap();
-        symlink("../../..", r.join("a/b/up")).unwrap();
-        symlink("loop", r.join("loop")).unwrap();
-        assert_eq!(secure_join(r, Path::new("/a/b")).unwrap(), r.join("a/b"));
-        assert_eq!(
-            secure_join(r, Path::new("../../etc/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("/abs/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(secure_join(r, Path::new("a/b/up/x")).unwrap(), r.join("x"));
-        assert!(secure_join(r, Path::new("/loop/x")).is_err());
-    }
 
     #[test]
     fn options_split_into_flags_propagation_and_data() {

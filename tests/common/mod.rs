@@ -387,6 +387,17 @@ impl Bundle {
     }
 }
 
+/// Leaves nothing: no state directory, no cgroup.
+pub fn assert_nothing_left(daemon: &Daemon, id: &str) {
+    assert!(
+        !daemon.root.join(id).exists(),
+        "state directory of {id} left behind"
+    );
+    for dir in daemon.container_cgroups(id) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
 /// A file in a fresh temp dir, for a container's stdout or stderr.
 pub fn output_file(dir: &tempfile::TempDir, name: &str) -> String {
     dir.path().join(name).to_str().unwrap().to_owned()
