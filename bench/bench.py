@@ -26,35 +26,19 @@ benchmark up.
 
 import argparse
 import json
-import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
+from common import median, p95, loadavg  # bench/common.py, beside this file
+
 DEVNULL = subprocess.DEVNULL
 
 
 # ---------------------------------------------------------------- utilities
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    if n == 0:
-        return None
-    if n % 2:
-        return s[n // 2]
-    return (s[n // 2 - 1] + s[n // 2]) / 2
-
-
-def p95(xs):
-    """Nearest-rank 95th percentile: the smallest sample >= 95% of samples."""
-    s = sorted(xs)
-    if not s:
-        return None
-    return s[max(0, math.ceil(0.95 * len(s)) - 1)]
-
 
 class Runner:
     """Runs one runtime CLI and keeps track of the containers it created."""
@@ -184,18 +168,14 @@ def parallel(argvs, tmp):
             e.close()
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 # ---------------------------------------------------------------- measure
 
 def cmd_measure(a):
     r = Runner(a.runtime, a.cli, a.tmp)
     pre = f"{a.prefix}{a.runtime}-r{a.round}-"
     S = {k: [] for k in ("create", "start", "delete_force_running", "delete_created",
-                         "delete_stopped", "parallel_force_delete", "floor_single", "floor_parallel")}
+                         "delete_stopped", "parallel_force_delete", "version",
+                         "floor_single", "floor_parallel")}
     notes = []
     t_begin = time.monotonic()
     load_before = loadavg()
@@ -291,6 +271,14 @@ def cmd_measure(a):
                 for cid in ids:
                     r.expect_gone(cid, "gone after parallel delete")
 
+        # 7: `--version`, the CLI's own start-up (no container, for berth no daemon call)
+        for i in range(a.n):
+            dt, rc, _, e = r.run(["--version"])
+            if rc == 0:
+                S["version"].append(dt)
+            else:
+                r.fail("--version", "-", rc, e)
+
         # harness floors, measured in the same conditions
         S["floor_single"] = floor_single(a.tmp, a.n)
         for _ in range(a.reps):
@@ -298,10 +286,13 @@ def cmd_measure(a):
             S["floor_parallel"].append(wall)
     finally:
         leftover = r.cleanup()
+    binary = shutil.which(a.cli[0])
     res = {
         "runtime": a.runtime,
         "round": a.round,
         "cli": a.cli,
+        "binary": binary,
+        "binary_bytes": os.path.getsize(binary) if binary else None,
         "n": a.n, "par": a.par, "reps": a.reps,
         "samples_ms": {k: [x * 1000 for x in v] for k, v in S.items()},
         "failures": r.failures,
@@ -354,6 +345,8 @@ ROWS = [
      "one `delete ID` process", "abs", 3.0),
     ("parallel_force_delete", "6. 40 x delete --force at once (wall)",
      "first launch to last exit", "abs", 150.0),
+    ("version", "7. `--version` (the CLI's start-up alone)",
+     "one `--version` process", None, None),
 ]
 FLOORS = [
     ("floor_single", "harness floor: one `busybox true`"),
@@ -442,14 +435,19 @@ def cmd_report(a):
             m, p, n = stat(rt, key)
             line += f" {fmt(m)} | {fmt(p)} |"
             ns.append(str(n))
-        if kind == "crun":
+        if kind is None:
+            tv = None
+            tgt = "none"
+        elif kind == "crun":
             tv = crun_create
             tgt = f"<= crun median ({fmt(tv)})" if tv is not None else "<= crun median (crun n/a)"
         else:
             tv = val
             tgt = f"<= {val:g}"
         bm = stat("berth", key)[0]
-        if bm is None or tv is None:
+        if kind is None:
+            met = "-"
+        elif bm is None or tv is None:
             met = "n/a"
         else:
             met = "yes" if bm <= tv else "**no**"
@@ -467,6 +465,16 @@ def cmd_report(a):
         w(line)
     w("")
     w("n is listed in the column order " + "/".join(order) + ".")
+    w("")
+
+    def binary_bytes(rt):
+        sizes = [x.get("binary_bytes") for x in res[rt]["rounds"]] if rt in res else []
+        return sizes[-1] if sizes and sizes[-1] is not None else None
+
+    w("| CLI binary | " + " | ".join(order) + " |")
+    w("|---|" + "---:|" * len(order))
+    w("| size in bytes (the file run: `target/release/berth`, `runc`, `crun`) | "
+      + " | ".join("-" if binary_bytes(rt) is None else str(binary_bytes(rt)) for rt in order) + " |")
     w("")
     scale = None
     if a.scale:
@@ -545,6 +553,10 @@ def cmd_report(a):
       "back to back without waiting, and the wall time from just before the first launch to the exit of "
       "the last. A repetition in which any delete failed is not counted."
       + (" With fewer than 20 repetitions the nearest-rank p95 is the maximum." if meta["reps"] < 20 else ""))
+    w(f"- **7** (n = {meta['n']}): `CLI --version` (timed), after the other phases: the CLI's own "
+      "start-up and exit, with no container and (for berth) no call to berthd. CLI binary size: the "
+      "size in bytes of the file each runtime's CLI runs from (berth's is the release build's "
+      "`target/release/berth`, stripped).")
     w("- Harness floors: the same timing code around `/usr/bin/busybox true` (n as in 1-5, and "
       f"{meta['reps']} x {meta['par']} in parallel), measured right after each runtime's phases. "
       "They show how much of each number is the cost of starting any process from the driver, and "
@@ -610,6 +622,8 @@ def cmd_report(a):
             m, p, _n = stat(rt, key)
             cells += f"{fmt(m) + '/' + fmt(p):>20}"
         print(label.replace("`", "")[:41].ljust(42) + cells + f"  {tgt} {met.replace('*', '')}")
+    print("CLI binary size (bytes)".ljust(42)
+          + "".join(f"{'-' if binary_bytes(rt) is None else binary_bytes(rt):>20}" for rt in order))
     return 0
 
 

@@ -35,7 +35,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import median, p95, loadavg  # noqa: E402
+from common import median, p95, loadavg  # noqa: E402  (bench/common.py)
 
 DEVNULL = subprocess.DEVNULL
 FREEZER = "/sys/fs/cgroup/freezer"

@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
-use berth::proto::{self, container_service_client::ContainerServiceClient};
+use berth_api::{self as proto, container_service_client::ContainerServiceClient};
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -162,7 +162,7 @@ enum Command {
     },
     /// Print a shell completion script for berth.
     Completions { shell: clap_complete::Shell },
-    /// Write man pages for berth, its subcommands and berthd into a directory.
+    /// Write man pages for berth and its subcommands into a directory (berthd's: `berthd man`).
     Man { dir: PathBuf },
 }
 
@@ -334,18 +334,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// berth(1), berth-<command>(1) for each subcommand, and berthd(8).
+/// berth(1) and berth-<command>(1) for each subcommand. berthd(8) is berthd's own
+/// (`berthd man DIR`): the CLI links no daemon code.
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let berthd = berth::config::Config::command().name("berthd");
     clap_mangen::generate_to(Cli::command(), dir)
         .with_context(|| format!("write man pages to {}", dir.display()))?;
-    let mut page = Vec::new();
-    clap_mangen::Man::new(berthd)
-        .section("8")
-        .render(&mut page)?;
-    let path = dir.join("berthd.8");
-    std::fs::write(&path, page).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
 
@@ -431,9 +425,13 @@ fn status_name(container: &proto::Container) -> String {
 
 fn time_text(timestamp: &Option<prost_types::Timestamp>) -> Option<String> {
     let timestamp = timestamp.as_ref()?;
-    let time = std::time::SystemTime::try_from(timestamp.clone()).ok()?;
+    let time = std::time::SystemTime::try_from(*timestamp).ok()?;
     Some(humantime::format_rfc3339_nanos(time).to_string())
 }
+
+/// The OCI runtime-spec version berthd implements (oci-spec's `runtime::VERSION`, which
+/// berthd writes into its own state; a test keeps the two equal).
+const OCI_VERSION: &str = "1.1.0";
 
 /// The OCI state of a container, with what OCI has no field for under `berth`.
 fn state_json(container: &proto::Container) -> serde_json::Value {
@@ -449,7 +447,7 @@ fn state_json(container: &proto::Container) -> serde_json::Value {
         berth["statusReason"] = json!(container.status_reason);
     }
     json!({
-        "ociVersion": oci_spec::runtime::VERSION,
+        "ociVersion": OCI_VERSION,
         "id": container.id,
         "status": status_name(container),
         "pid": container.pid,
@@ -519,4 +517,12 @@ fn event_line(event: &proto::Event, json: bool) -> String {
         line += &format!(" warning={warning:?}");
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_oci_version_is_the_one_berthd_implements() {
+        assert_eq!(super::OCI_VERSION, oci_spec::runtime::VERSION);
+    }
 }

@@ -22,9 +22,6 @@ pub mod server;
 pub mod spawn;
 pub mod state;
 
-/// Code generated from `proto/berth/v1/berth.proto`.
-pub mod proto {
-    tonic::include_proto!("berth.v1");
-    /// The encoded descriptors, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");
-}
+/// Code generated from `proto/berth/v1/berth.proto`: the `berth-api` crate (`proto/`),
+/// which the CLI uses too.
+pub use berth_api as proto;

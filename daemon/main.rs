@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{path::Path, process::ExitCode};
 
 use anyhow::Context;
 use berth::config::{Config, ConfigError, LogFormat};
@@ -19,6 +19,15 @@ fn main() -> ExitCode {
         print!("{}", Config::default_file());
         return ExitCode::SUCCESS;
     }
+    if args.len() == 3 && args[1] == "man" {
+        return match write_man_page(Path::new(&args[2])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berthd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(ConfigError::CommandLine(e)) => e.exit(),
@@ -34,6 +43,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `berthd man DIR`: berthd(8), from the flags' clap definitions, as `DIR/berthd.8`.
+fn write_man_page(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Config::command())
+        .section("8")
+        .render(&mut page)?;
+    let path = dir.join("berthd.8");
+    std::fs::write(&path, page).with_context(|| format!("write {}", path.display()))
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

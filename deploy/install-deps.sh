@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what building, running and testing berth needs on Debian and is not there yet.
-# Run as root. The protobuf compiler is not among them: build.rs uses protox, a compiler
-# written in Rust, so no protoc is needed.
+# Run as root. The protobuf compiler is not among them: proto/build.rs uses protox, a
+# compiler written in Rust, so no protoc is needed.
 set -eu
 
 # busybox-static: the tests' container root file systems. runc and crun: the tests compare

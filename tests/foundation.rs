@@ -596,6 +596,7 @@ async fn systemd_is_told_when_berthd_is_ready_and_when_it_stops() {
 
 #[test]
 fn completions_and_man_pages_come_from_the_clap_definitions() {
+    berth_cli_built();
     for shell in ["bash", "zsh", "fish"] {
         let script = Command::new(BERTH)
             .args(["completions", shell])
@@ -618,6 +619,14 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     let page = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     assert!(page("berth.1").contains("berth"));
     assert!(page("berth-delete.1").contains("force"));
+    // berthd's page is berthd's to write: the CLI links no daemon code.
+    assert!(!dir.path().join("berthd.8").exists());
+    let man = Command::new(BERTHD)
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(man.status.success(), "{}", stderr(&man));
     assert!(
         page("berthd.8").contains("kill\\-wait\\-rounds"),
         "{}",

@@ -15,7 +15,87 @@ use tonic_health::pb::{
 };
 
 pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// The CLI, `berth`, beside berthd in the same target directory: it is the binary of
+/// another package (berth-cli, client/), and cargo gives integration tests only their own
+/// package's (`CARGO_BIN_EXE_*`). This is `Path::new(BERTHD).with_file_name("berth")`,
+/// computed at compile time so that it stays a `&str` constant. `cargo test` at the
+/// workspace root builds it (berth-cli is a default member with integration tests of its
+/// own); see `berth_cli_built` for a narrower `cargo test --test NAME`.
+pub const BERTH: &str = {
+    // (`cargo check` and clippy set CARGO_BIN_EXE_berthd to "placeholder:berthd".)
+    const SUFFIX: &[u8] = b"berthd";
+    let path = BERTHD.as_bytes();
+    assert!(path.len() > SUFFIX.len());
+    let mut i = 0;
+    while i < SUFFIX.len() {
+        assert!(path[path.len() - SUFFIX.len() + i] == SUFFIX[i]);
+        i += 1;
+    }
+    // "…/berthd" without its last byte is "…/berth".
+    match std::str::from_utf8(path.split_at(path.len() - 1).0) {
+        Ok(berth) => berth,
+        Err(_) => panic!("not UTF-8"),
+    }
+};
+
+/// Builds `BERTH` if it is missing or out of date, once per test binary, and panics with
+/// what to do when that fails. `cargo test` at the workspace root has already built it
+/// (this is then a no-op build of a fraction of a second), but a narrower run such as
+/// `cargo test --test foundation` builds this package's binaries only. The build goes to
+/// the target directory and profile berthd came from, with the workspace's default members
+/// (so with the same features as `cargo test`). `Daemon::start` and `Daemon::cli` call it;
+/// a test that runs `BERTH` without a daemon calls it first.
+pub fn berth_cli_built() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let profile_dir = Path::new(BERTHD).parent().expect("berthd has a directory");
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(&cargo);
+        build
+            .args(["build", "--quiet", "--bin", "berth", "--profile", profile])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .env(
+                "CARGO_TARGET_DIR",
+                profile_dir.parent().expect("a target dir"),
+            )
+            .stdin(Stdio::null());
+        // What cargo set for this test process only (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...):
+        // some build scripts track such variables, and seeing them would make this build
+        // redo what `cargo test` built.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    &*name,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(&*name);
+            }
+        }
+        let built = build.status();
+        match built {
+            Ok(status) if status.success() && Path::new(BERTH).exists() => {}
+            outcome => panic!(
+                "cannot build the CLI {BERTH} with `{} build --bin berth` ({outcome:?}); \
+                 run `cargo test` (or `cargo build --bin berth`) at the workspace root",
+                cargo.to_string_lossy()
+            ),
+        }
+    });
+}
 
 /// A berthd process on its own state root, socket and cgroup parent. Dropping it
 /// force-deletes every container it still knows, kills it, and removes its cgroup parent,
@@ -38,6 +118,7 @@ impl Daemon {
 
     /// Lets the test fill the state root before the daemon loads it.
     pub async fn start_with(prepare: impl FnOnce(&Path), extra_args: &[&str]) -> Self {
+        berth_cli_built();
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
@@ -254,6 +335,7 @@ impl Daemon {
 
     /// Runs the CLI against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
+        berth_cli_built();
         Command::new(BERTH)
             .arg("--socket")
             .arg(&self.socket)
