@@ -7,6 +7,7 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    cgroups::{devices::DeviceError, CgroupError},
     container::{self, CreateRequest, Snapshot},
     error::Error,
     events::{self, EventKind},
@@ -67,8 +68,18 @@ fn to_status(error: Error) -> Status {
             Status::failed_precondition(message)
         }
         Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
+        Error::Cgroup(CgroupError::MissingController { .. }) => {
+            Status::failed_precondition(message)
+        }
+        Error::Cgroup(
+            CgroupError::InvalidResources(_)
+            | CgroupError::Devices(
+                DeviceError::InvalidRule { .. } | DeviceError::WildcardHole { .. },
+            ),
+        ) => Status::invalid_argument(message),
         Error::CorruptState { .. }
         | Error::Io { .. }
+        | Error::Cgroup(_)
         | Error::Destroy { .. }
         | Error::InitFailed { .. } => Status::internal(message),
     }

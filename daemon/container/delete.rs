@@ -2,7 +2,7 @@
 //! kill-and-wait (D7, D8), then destroy in order (D9-D14). Any failure before the state
 //! directory goes leaves the container in place, so the next delete carries on (D12).
 use crate::{
-    cgroups,
+    blocking,
     container::{Container, Record, Runtime, Status},
     error::{Error, IoContext, Result},
     fault, hooks, rdt,
@@ -59,16 +59,18 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        let frozen = cgroups::is_frozen(&state.cgroup_dirs);
+        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
         if state.shares_pid_namespace {
-            cgroups::kill_all(&state.cgroup_dirs).await?;
+            self.with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+                .await?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
                 .context(|| format!("kill the init of container {}", self.id))?;
         }
         // On cgroup v1 a frozen task never handles the SIGKILL until it is thawed.
         if frozen {
-            cgroups::set_frozen(&state.cgroup_dirs, false).await?;
+            self.with_cgroups(|cgroups, dirs| cgroups.set_frozen(dirs, false))
+                .await?;
         }
         let Some(init) = &self.init else {
             return Ok(());
@@ -93,10 +95,15 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        if state.shares_pid_namespace {
-            cgroups::kill_all(&state.cgroup_dirs).await?;
-        }
-        cgroups::remove(&state.cgroup_dirs, &state.created_cgroup_dirs).await?;
+        let shares_pid_namespace = state.shares_pid_namespace;
+        let created = state.created_cgroup_dirs.clone();
+        self.with_cgroups(move |cgroups, dirs| {
+            if shares_pid_namespace {
+                cgroups.kill_all(dirs)?;
+            }
+            cgroups.remove(dirs, &created)
+        })
+        .await?;
         if let Some(group) = &state.rdt {
             rdt::remove(group)?;
         }
@@ -134,15 +141,18 @@ impl Container {
     /// and the state directory go, and the caller is told what could not be checked.
     async fn delete_unreadable(&self, runtime: &Runtime) -> Result<String> {
         let relative = runtime.cgroup_parent.join(self.id.as_str());
-        let (dirs, _) = cgroups::plan(&relative, &runtime.cgroup_parent);
-        let existing: Vec<_> = dirs.into_iter().filter(|d| d.exists()).collect();
-        cgroups::kill_all(&existing).await?;
-        cgroups::remove(&existing, &existing)
-            .await
-            .map_err(|cause| Error::Destroy {
-                id: self.id.to_string(),
-                cause: Box::new(cause),
-            })?;
+        let plan = runtime.cgroups.plan(&relative, &runtime.cgroup_parent);
+        let existing: Vec<_> = plan.dirs.into_iter().filter(|d| d.exists()).collect();
+        let manager = runtime.cgroups.clone();
+        blocking::run(move || {
+            manager.kill_all(&existing)?;
+            manager.remove(&existing, &existing)
+        })
+        .await
+        .map_err(|cause| Error::Destroy {
+            id: self.id.to_string(),
+            cause: Box::new(cause.into()),
+        })?;
         remove_state_dir(&self.dir)?;
         Ok(format!(
             "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \

@@ -11,7 +11,9 @@ pub use create::CreateRequest;
 pub use delete::TOMBSTONES;
 
 use crate::{
-    cgroups,
+    blocking,
+    cgroups::{self, CgroupManager},
+    error::Result,
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
     spawn::InitBinary,
@@ -29,6 +31,7 @@ pub struct Runtime {
     pub kill_wait_round: Duration,
     pub reaper: Arc<Reaper>,
     pub init_binary: InitBinary,
+    pub cgroups: Arc<dyn CgroupManager>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +79,7 @@ pub struct Container {
     exit_status: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
     /// The exit was reported (or there is none to report).
     exit_observed: bool,
+    cgroups: Arc<dyn CgroupManager>,
 }
 
 /// A point-in-time view of a container, for callers and events.
@@ -94,7 +98,12 @@ pub struct Snapshot {
 impl Container {
     /// A container loaded from its state directory; the init is looked up by pid and start
     /// time and held by a pidfd from then on.
-    pub fn load(id: ContainerId, dir: PathBuf, record: Record) -> Self {
+    pub fn load(
+        id: ContainerId,
+        dir: PathBuf,
+        record: Record,
+        cgroups: Arc<dyn CgroupManager>,
+    ) -> Self {
         let init = match &record {
             Record::Valid(ContainerState {
                 init: Some(init), ..
@@ -118,7 +127,21 @@ impl Container {
             init,
             exit_status: None,
             exit_observed,
+            cgroups,
         }
+    }
+
+    /// Runs cgroup work on the container's directories, off the runtime threads.
+    async fn with_cgroups<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn CgroupManager, &[PathBuf]) -> cgroups::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let manager = self.cgroups.clone();
+        let dirs = self
+            .state()
+            .map(|state| state.cgroup_dirs.clone())
+            .unwrap_or_default();
+        Ok(blocking::run(move || work(manager.as_ref(), &dirs)).await?)
     }
 
     /// At load: the init died while no berthd watched; reported once, with no status.
@@ -173,7 +196,7 @@ impl Container {
         let Record::Valid(state) = &self.record else {
             return Status::Unknown;
         };
-        if cgroups::is_frozen(&state.cgroup_dirs) {
+        if self.cgroups.is_frozen(&state.cgroup_dirs) {
             return Status::Paused;
         }
         if !self.init_alive() {

@@ -1,6 +1,5 @@
 //! KillContainer, PauseContainer, ResumeContainer.
 use crate::{
-    cgroups,
     container::{Container, Status},
     error::{Error, IoContext, Result},
 };
@@ -25,9 +24,11 @@ impl Container {
         let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
         if whole_tree {
             if signal == libc::SIGKILL as u32 {
-                return cgroups::kill_all(&state.cgroup_dirs).await;
+                return self
+                    .with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+                    .await;
             }
-            for pid in cgroups::processes(&state.cgroup_dirs) {
+            for pid in self.cgroups.processes(&state.cgroup_dirs) {
                 // SAFETY: kill with a pid and a signal number checked to be in range.
                 unsafe { libc::kill(pid, signal as i32) };
             }
@@ -62,8 +63,9 @@ impl Container {
     ) -> Result<()> {
         let status = self.status();
         match self.state() {
-            Some(state) if allowed.contains(&status) => {
-                cgroups::set_frozen(&state.cgroup_dirs, frozen).await
+            Some(_) if allowed.contains(&status) => {
+                self.with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
+                    .await
             }
             _ => Err(Error::IncorrectStatus {
                 id: self.id.to_string(),
