@@ -434,3 +434,73 @@ impl ContainerService for Api {
         .await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_codes_their_cause_calls_for() {
+        let missing = CgroupError::MissingController {
+            field: "linux.resources.memory.limit".into(),
+            controller: "memory".into(),
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            hint: String::new(),
+        };
+        let busy = CgroupError::Io {
+            action: "remove cgroup",
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        let cases: Vec<(Error, Code)> = vec![
+            (Error::InvalidSignal(99), Code::InvalidArgument),
+            (
+                Error::InvalidConfig {
+                    field: "process.cwd".into(),
+                    reason: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (Error::NotFound { id: "c1".into() }, Code::NotFound),
+            (
+                Error::NotStopped {
+                    id: "c1".into(),
+                    status: container::Status::Running,
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::Cgroup(missing), Code::FailedPrecondition),
+            (Error::Cgroup(busy), Code::Internal),
+            (
+                Error::InitStillRunning { id: "c1".into() },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: true,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: false,
+                },
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let shown = error.to_string();
+            let status = to_status(error);
+            assert_eq!(status.code(), code, "{shown}");
+            assert_eq!(status.message(), shown);
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod server;
 pub mod spawn;
 pub mod state;
+pub mod status;
 
 /// Code generated from `proto/berth/v1/berth.proto`.
 pub mod proto {

@@ -5,8 +5,9 @@ mod delete;
 mod signal;
 mod start;
 
-use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
+pub use crate::status::Status;
 pub use create::CreateRequest;
 pub use delete::TOMBSTONES;
 
@@ -18,6 +19,7 @@ use crate::{
     process::{ExitStatus, Pidfd, Reaper},
     spawn::InitBinary,
     state::{ContainerState, ExitRecord},
+    status::Facts,
 };
 
 /// What container operations need from the daemon.
@@ -32,28 +34,6 @@ pub struct Runtime {
     pub reaper: Arc<Reaper>,
     pub init_binary: InitBinary,
     pub cgroups: Arc<dyn CgroupManager>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-    /// The state file could not be read, so nothing about the container can be checked.
-    Unknown,
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-            Status::Unknown => "unknown",
-        })
-    }
 }
 
 /// What the state directory holds.
@@ -191,22 +171,20 @@ impl Container {
         self.init.as_ref().is_some_and(|pidfd| !pidfd.has_exited())
     }
 
-    /// First match wins: frozen, then init gone, then not yet started, else running.
+    /// Read from the kernel each time, never from disk. Each fact is read only when the
+    /// ones before it leave the status open.
     pub fn status(&self) -> Status {
         let Record::Valid(state) = &self.record else {
-            return Status::Unknown;
+            return Status::derive(Facts::default());
         };
-        if self.cgroups.is_frozen(&state.cgroup_dirs) {
-            return Status::Paused;
-        }
-        if !self.init_alive() {
-            Status::Stopped
-        } else if self.dir.join(create::EXEC_FIFO).exists() {
-            // The init still waits on the FIFO StartContainer removes.
-            Status::Created
-        } else {
-            Status::Running
-        }
+        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
+        let init_alive = !frozen && self.init_alive();
+        Status::derive(Facts {
+            state_readable: true,
+            frozen,
+            init_alive,
+            exec_fifo: init_alive && self.dir.join(create::EXEC_FIFO).exists(),
+        })
     }
 
     /// The OCI state JSON hooks get on stdin.

@@ -35,7 +35,7 @@ impl Container {
             return Ok(());
         }
         match (&self.init, status) {
-            (Some(init), Status::Created | Status::Running | Status::Paused) => init
+            (Some(init), status) if status.can_kill() => init
                 .signal(signal as i32)
                 .context(|| format!("signal {signal} to the init of container {}", self.id)),
             _ => Err(Error::IncorrectStatus {
@@ -47,23 +47,22 @@ impl Container {
     }
 
     pub async fn pause(&self) -> Result<()> {
-        self.set_frozen(true, &[Status::Running, Status::Created], "pause")
-            .await
+        self.set_frozen(true, Status::can_pause, "pause").await
     }
 
     pub async fn resume(&self) -> Result<()> {
-        self.set_frozen(false, &[Status::Paused], "resume").await
+        self.set_frozen(false, Status::can_resume, "resume").await
     }
 
     async fn set_frozen(
         &self,
         frozen: bool,
-        allowed: &[Status],
+        allowed: fn(Status) -> bool,
         action: &'static str,
     ) -> Result<()> {
         let status = self.status();
         match self.state() {
-            Some(_) if allowed.contains(&status) => {
+            Some(_) if allowed(status) => {
                 self.with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
                     .await
             }
