@@ -7,6 +7,7 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    cgroups::{devices::DeviceError, CgroupError},
     container::{self, CreateRequest, Snapshot},
     error::Error,
     events::{self, EventKind},
@@ -67,8 +68,18 @@ fn to_status(error: Error) -> Status {
             Status::failed_precondition(message)
         }
         Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
+        Error::Cgroup(CgroupError::MissingController { .. }) => {
+            Status::failed_precondition(message)
+        }
+        Error::Cgroup(
+            CgroupError::InvalidResources(_)
+            | CgroupError::Devices(
+                DeviceError::InvalidRule { .. } | DeviceError::WildcardHole { .. },
+            ),
+        ) => Status::invalid_argument(message),
         Error::CorruptState { .. }
         | Error::Io { .. }
+        | Error::Cgroup(_)
         | Error::Destroy { .. }
         | Error::InitFailed { .. } => Status::internal(message),
     }
@@ -421,5 +432,75 @@ impl ContainerService for Api {
             Ok(Response::new(stream))
         }
         .await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_codes_their_cause_calls_for() {
+        let missing = CgroupError::MissingController {
+            field: "linux.resources.memory.limit".into(),
+            controller: "memory".into(),
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            hint: String::new(),
+        };
+        let busy = CgroupError::Io {
+            action: "remove cgroup",
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        let cases: Vec<(Error, Code)> = vec![
+            (Error::InvalidSignal(99), Code::InvalidArgument),
+            (
+                Error::InvalidConfig {
+                    field: "process.cwd".into(),
+                    reason: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (Error::NotFound { id: "c1".into() }, Code::NotFound),
+            (
+                Error::NotStopped {
+                    id: "c1".into(),
+                    status: container::Status::Running,
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::Cgroup(missing), Code::FailedPrecondition),
+            (Error::Cgroup(busy), Code::Internal),
+            (
+                Error::InitStillRunning { id: "c1".into() },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: true,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: false,
+                },
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let shown = error.to_string();
+            let status = to_status(error);
+            assert_eq!(status.code(), code, "{shown}");
+            assert_eq!(status.message(), shown);
+        }
     }
 }

@@ -69,6 +69,9 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod authority;
 pub mod authz;
+pub mod blocking;
 pub mod cgroups;
 pub mod config;
 pub mod container;
@@ -21,6 +22,7 @@ pub mod registry;
 pub mod server;
 pub mod spawn;
 pub mod state;
+pub mod status;
 
 /// Code generated from `proto/berth/v1/berth.proto`: the `berth-api` crate (`proto/`),
 /// which the CLI uses too.

@@ -12,7 +12,6 @@ use std::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    cgroups,
     container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONES},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
@@ -129,7 +128,7 @@ impl Registry {
             if let Record::Corrupt { path, reason } = &record {
                 tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
             }
-            let container = Container::load(id.clone(), dir, record);
+            let container = Container::load(id.clone(), dir, record, runtime.cgroups.clone());
             slots.insert(id, Arc::new(SlotState::new(container)));
         }
         // Made once here rather than by each delete, so that it is always there.
@@ -183,40 +182,35 @@ impl Registry {
         let Some(state) = container.state() else {
             return;
         };
-        let eventfd = match cgroups::oom_eventfd(&state.cgroup_dirs) {
-            Ok(Some(eventfd)) => eventfd,
+        let watch = match self.runtime.cgroups.oom_watch(&state.cgroup_dirs) {
+            Ok(Some(watch)) => watch,
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(id = %container.id, error = %e, "cannot watch for OOM kills");
                 return;
             }
         };
-        let memory_dirs = state.cgroup_dirs.clone();
         let id = container.id.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            // SAFETY: the AsyncFd owns the eventfd, which stays open while registered.
-            let Ok(eventfd) = (unsafe { tokio::io::unix::AsyncFd::register(eventfd) }) else {
+            // SAFETY: the AsyncFd owns the watch, whose fd stays open while registered.
+            let Ok(mut watch) = (unsafe { tokio::io::unix::AsyncFd::register(watch) }) else {
                 return;
             };
             loop {
-                let Ok(mut ready) = eventfd.readable().await else {
+                let Ok(mut ready) = watch.readable_mut().await else {
                     return;
                 };
-                let mut count = [0u8; 8];
-                let read = nix::unistd::read(eventfd.get_ref(), &mut count);
+                let kills = ready.get_inner_mut().take();
                 ready.clear_ready();
-                match read {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EAGAIN) => continue,
-                    Err(_) => return,
+                match kills {
+                    None => return,
+                    Some(0) => continue,
+                    Some(_) => {
+                        tracing::info!(id = %id, "container ran out of memory");
+                        events.publish(EventKind::Oom, id.as_str(), None, Vec::new());
+                    }
                 }
-                // The kernel signals once more when the cgroup is removed: not an OOM.
-                if !memory_dirs.iter().all(|dir| dir.exists()) {
-                    return;
-                }
-                tracing::info!(id = %id, "container ran out of memory");
-                events.publish(EventKind::Oom, id.as_str(), None, Vec::new());
             }
         });
     }

@@ -78,6 +78,8 @@ pub async fn serve(
     });
     report(&health, ServingStatus::NotServing).await;
 
+    let cgroups = crate::cgroups::detect().map_err(crate::error::Error::from)?;
+    tracing::info!(layout = %cgroups.layout(), "cgroup layout");
     let runtime = Runtime {
         root: config.root.clone(),
         cgroup_parent: config.cgroup_parent.clone(),
@@ -87,6 +89,7 @@ pub async fn serve(
         reaper: Reaper::start().context(|| "become a child subreaper".into())?,
         init_binary: InitBinary::seal_current_exe()
             .context(|| "copy berthd into a sealed memfd".into())?,
+        cgroups,
     };
     let registry = Arc::new(Registry::load(runtime, Events::new(config.event_backlog))?);
 

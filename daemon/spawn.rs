@@ -25,8 +25,8 @@ pub struct InitConfig {
     pub rootfs: PathBuf,
     /// The FIFO StartContainer opens; the init blocks writing to it until then.
     pub exec_fifo: PathBuf,
-    /// The container's cgroup directories, for `cgroup` mounts on v1 and hybrid hosts.
-    pub cgroup_dirs: Vec<PathBuf>,
+    /// What a `cgroup` mount in the config becomes.
+    pub cgroup_mount: crate::cgroups::ContainerMount,
 }
 
 /// Progress reports, helper -> berthd.

@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    cgroups,
+    blocking, cgroups,
     container::{Container, Record, Runtime},
     error::{Error, IoContext, Result},
     fault, hooks,
@@ -336,10 +336,12 @@ impl Container {
             }
             None => None,
         };
-        let (cgroup_dirs, created_cgroup_dirs) =
-            cgroups::plan(&cgroup_path, &runtime.cgroup_parent);
+        let cgroups::Plan {
+            dirs: cgroup_dirs,
+            created: created_cgroup_dirs,
+        } = runtime.cgroups.plan(&cgroup_path, &runtime.cgroup_parent);
         // Deleting this container will kill whatever is in its cgroup: it must not share it.
-        let occupants = cgroups::processes(&cgroup_dirs);
+        let occupants = runtime.cgroups.processes(&cgroup_dirs);
         if !occupants.is_empty() {
             return Err(unavailable(format!(
                 "cgroup {} already holds processes {occupants:?}",
@@ -385,11 +387,8 @@ impl Container {
             return Err(no_leftover(e));
         }
         fault::point("after-state-written");
-        let mut container = Container::load(id, dir, Record::Valid(state));
-        match container
-            .build(runtime, &bundle, &cgroup_path, stdout, stderr)
-            .await
-        {
+        let mut container = Container::load(id, dir, Record::Valid(state), runtime.cgroups.clone());
+        match container.build(runtime, &bundle, stdout, stderr).await {
             Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
@@ -408,7 +407,6 @@ impl Container {
         &mut self,
         runtime: &Runtime,
         bundle: &Bundle,
-        cgroup_path: &Path,
         stdout: Stdio,
         stderr: Stdio,
     ) -> Result<()> {
@@ -428,17 +426,21 @@ impl Container {
         )
         .context(|| format!("chmod {}", fifo.display()))?;
 
-        cgroups::create(&state.created_cgroup_dirs)?;
+        let plan = cgroups::Plan {
+            dirs: state.cgroup_dirs.clone(),
+            created: state.created_cgroup_dirs.clone(),
+        };
+        let manager = runtime.cgroups.clone();
+        blocking::run(move || manager.create(&plan)).await?;
         fault::point("after-cgroup-created");
         let linux = bundle
             .spec
             .linux()
             .as_ref()
             .expect("checked by load_bundle");
-        if let Some(resources) = linux.resources() {
-            cgroups::apply_resources(cgroup_path, resources)?;
-        }
-        cgroups::allow_default_devices(&state.cgroup_dirs)?;
+        let resources = linux.resources().clone();
+        self.with_cgroups(move |cgroups, dirs| cgroups.apply(dirs, resources.as_ref()))
+            .await?;
         if let (Some(group), Some(rdt)) = (&state.rdt, linux.intel_rdt()) {
             if group.created_by_berth && !rdt::create(group, rdt)? {
                 // Another create made the group first: it is shared, not ours to remove.
@@ -466,7 +468,9 @@ impl Container {
         drop(theirs);
         let helper_pid = helper.id() as i32;
         // The helper forks the init, which inherits these: it is born in its cgroups.
-        cgroups::add_process(&state.cgroup_dirs, helper_pid)?;
+        runtime
+            .cgroups
+            .add_process(&state.cgroup_dirs, helper_pid)?;
         if let Some(group) = &state.rdt {
             rdt::assign(group, helper_pid)?;
         }
@@ -482,7 +486,7 @@ impl Container {
                 spec: bundle.spec.clone(),
                 rootfs: bundle.rootfs.clone(),
                 exec_fifo: fifo,
-                cgroup_dirs: state.cgroup_dirs.clone(),
+                cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
             })
             .await?;
 

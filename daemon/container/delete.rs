@@ -2,11 +2,12 @@
 //! kill-and-wait (D7, D8), then destroy in order (D9-D14). Any failure before the state
 //! directory goes leaves the container in place, so the next delete carries on (D12).
 use crate::{
-    cgroups,
-    container::{Container, Record, Runtime, Status},
+    blocking,
+    container::{Container, Record, Runtime},
     error::{Error, IoContext, Result},
     fault, hooks, rdt,
     registry::DeleteOutcome,
+    status::DeleteStep,
 };
 
 impl Container {
@@ -29,17 +30,15 @@ impl Container {
                 found: Some(status),
             });
         }
-        match (status, force) {
-            (Status::Running | Status::Paused, false) => {
+        match status.delete_step(force) {
+            DeleteStep::RefuseNotStopped => {
                 return Err(Error::NotStopped {
                     id: self.id.to_string(),
                     status,
                 })
             }
-            // A stopped container is destroyed as it is; force also sweeps what a dead init
-            // of a shared PID namespace left running (runc 1.2 does the same).
-            (Status::Stopped, false) => {}
-            _ => self.kill_and_wait(runtime).await?,
+            DeleteStep::Destroy => {}
+            DeleteStep::KillThenDestroy => self.kill_and_wait(runtime).await?,
         }
         // Taken once the init is gone, so it carries the exit status when berthd saw it.
         let exited = self.observe_exit().await;
@@ -59,16 +58,18 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        let frozen = cgroups::is_frozen(&state.cgroup_dirs);
+        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
         if state.shares_pid_namespace {
-            cgroups::kill_all(&state.cgroup_dirs).await?;
+            self.with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+                .await?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
                 .context(|| format!("kill the init of container {}", self.id))?;
         }
         // On cgroup v1 a frozen task never handles the SIGKILL until it is thawed.
         if frozen {
-            cgroups::set_frozen(&state.cgroup_dirs, false).await?;
+            self.with_cgroups(|cgroups, dirs| cgroups.set_frozen(dirs, false))
+                .await?;
         }
         let Some(init) = &self.init else {
             return Ok(());
@@ -93,10 +94,15 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        if state.shares_pid_namespace {
-            cgroups::kill_all(&state.cgroup_dirs).await?;
-        }
-        cgroups::remove(&state.cgroup_dirs, &state.created_cgroup_dirs).await?;
+        let shares_pid_namespace = state.shares_pid_namespace;
+        let created = state.created_cgroup_dirs.clone();
+        self.with_cgroups(move |cgroups, dirs| {
+            if shares_pid_namespace {
+                cgroups.kill_all(dirs)?;
+            }
+            cgroups.remove(dirs, &created)
+        })
+        .await?;
         if let Some(group) = &state.rdt {
             rdt::remove(group)?;
         }
@@ -134,15 +140,18 @@ impl Container {
     /// and the state directory go, and the caller is told what could not be checked.
     async fn delete_unreadable(&self, runtime: &Runtime) -> Result<String> {
         let relative = runtime.cgroup_parent.join(self.id.as_str());
-        let (dirs, _) = cgroups::plan(&relative, &runtime.cgroup_parent);
-        let existing: Vec<_> = dirs.into_iter().filter(|d| d.exists()).collect();
-        cgroups::kill_all(&existing).await?;
-        cgroups::remove(&existing, &existing)
-            .await
-            .map_err(|cause| Error::Destroy {
-                id: self.id.to_string(),
-                cause: Box::new(cause),
-            })?;
+        let plan = runtime.cgroups.plan(&relative, &runtime.cgroup_parent);
+        let existing: Vec<_> = plan.dirs.into_iter().filter(|d| d.exists()).collect();
+        let manager = runtime.cgroups.clone();
+        blocking::run(move || {
+            manager.kill_all(&existing)?;
+            manager.remove(&existing, &existing)
+        })
+        .await
+        .map_err(|cause| Error::Destroy {
+            id: self.id.to_string(),
+            cause: Box::new(cause.into()),
+        })?;
         remove_state_dir(&self.dir)?;
         Ok(format!(
             "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
@@ -182,4 +191,85 @@ pub fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
     }
     std::fs::remove_dir_all(&tombstone)
         .context(|| format!("remove state directory {}", tombstone.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, sync::Arc, time::SystemTime};
+
+    use super::*;
+    use crate::{
+        cgroups::fake::{Call, Fake},
+        id::ContainerId,
+        state::{ContainerState, SCHEMA_VERSION},
+        status::Status,
+    };
+
+    fn container(fake: &Arc<Fake>, shares_pid_namespace: bool) -> Container {
+        let state = ContainerState {
+            schema_version: SCHEMA_VERSION,
+            id: "c1".into(),
+            bundle: "/b".into(),
+            created: SystemTime::UNIX_EPOCH,
+            annotations: Default::default(),
+            init: None,
+            exit: None,
+            shares_pid_namespace,
+            cgroup_dirs: vec!["/fake/berth/c1".into()],
+            created_cgroup_dirs: vec!["/fake/berth".into(), "/fake/berth/c1".into()],
+            rdt: None,
+            hooks: None,
+        };
+        Container::load(
+            ContainerId::parse("c1").unwrap(),
+            PathBuf::from("/nonexistent/c1"),
+            Record::Valid(state),
+            fake.clone(),
+        )
+    }
+
+    fn remove_call() -> Call {
+        Call::Remove {
+            dirs: vec!["/fake/berth/c1".into()],
+            created: vec!["/fake/berth".into(), "/fake/berth/c1".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn teardown_kills_what_a_shared_pid_namespace_left_before_removing() {
+        let fake = Arc::new(Fake::default());
+        container(&fake, true).release_resources().await.unwrap();
+        assert_eq!(fake.calls(), [Call::KillAll, remove_call()]);
+    }
+
+    #[tokio::test]
+    async fn teardown_of_an_own_pid_namespace_only_removes() {
+        let fake = Arc::new(Fake::default());
+        container(&fake, false).release_resources().await.unwrap();
+        assert_eq!(fake.calls(), [remove_call()]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_removal_is_an_error_that_names_the_cgroup() {
+        let fake = Arc::new(Fake::default());
+        *fake.remove_fails.lock().unwrap() = true;
+        let error = container(&fake, false)
+            .release_resources()
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("remove cgroup /fake/berth/c1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_frozen_cgroup_is_paused_whatever_the_init_does() {
+        let fake = Arc::new(Fake::default());
+        let container = container(&fake, false);
+        // No init at all: stopped, until the cgroup reads frozen.
+        assert_eq!(container.status(), Status::Stopped);
+        *fake.frozen.lock().unwrap() = true;
+        assert_eq!(container.status(), Status::Paused);
+    }
 }

@@ -5,17 +5,21 @@ mod delete;
 mod signal;
 mod start;
 
-use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
+pub use crate::status::Status;
 pub use create::CreateRequest;
 pub use delete::TOMBSTONES;
 
 use crate::{
-    cgroups,
+    blocking,
+    cgroups::{self, CgroupManager},
+    error::Result,
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
     spawn::InitBinary,
     state::{ContainerState, ExitRecord},
+    status::Facts,
 };
 
 /// What container operations need from the daemon.
@@ -29,28 +33,7 @@ pub struct Runtime {
     pub kill_wait_round: Duration,
     pub reaper: Arc<Reaper>,
     pub init_binary: InitBinary,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-    /// The state file could not be read, so nothing about the container can be checked.
-    Unknown,
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-            Status::Unknown => "unknown",
-        })
-    }
+    pub cgroups: Arc<dyn CgroupManager>,
 }
 
 /// What the state directory holds.
@@ -76,6 +59,7 @@ pub struct Container {
     exit_status: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
     /// The exit was reported (or there is none to report).
     exit_observed: bool,
+    cgroups: Arc<dyn CgroupManager>,
 }
 
 /// A point-in-time view of a container, for callers and events.
@@ -94,7 +78,12 @@ pub struct Snapshot {
 impl Container {
     /// A container loaded from its state directory; the init is looked up by pid and start
     /// time and held by a pidfd from then on.
-    pub fn load(id: ContainerId, dir: PathBuf, record: Record) -> Self {
+    pub fn load(
+        id: ContainerId,
+        dir: PathBuf,
+        record: Record,
+        cgroups: Arc<dyn CgroupManager>,
+    ) -> Self {
         let init = match &record {
             Record::Valid(ContainerState {
                 init: Some(init), ..
@@ -118,7 +107,21 @@ impl Container {
             init,
             exit_status: None,
             exit_observed,
+            cgroups,
         }
+    }
+
+    /// Runs cgroup work on the container's directories, off the runtime threads.
+    async fn with_cgroups<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn CgroupManager, &[PathBuf]) -> cgroups::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let manager = self.cgroups.clone();
+        let dirs = self
+            .state()
+            .map(|state| state.cgroup_dirs.clone())
+            .unwrap_or_default();
+        Ok(blocking::run(move || work(manager.as_ref(), &dirs)).await?)
     }
 
     /// At load: the init died while no berthd watched; reported once, with no status.
@@ -168,22 +171,20 @@ impl Container {
         self.init.as_ref().is_some_and(|pidfd| !pidfd.has_exited())
     }
 
-    /// First match wins: frozen, then init gone, then not yet started, else running.
+    /// Read from the kernel each time, never from disk. Each fact is read only when the
+    /// ones before it leave the status open.
     pub fn status(&self) -> Status {
         let Record::Valid(state) = &self.record else {
-            return Status::Unknown;
+            return Status::derive(Facts::default());
         };
-        if cgroups::is_frozen(&state.cgroup_dirs) {
-            return Status::Paused;
-        }
-        if !self.init_alive() {
-            Status::Stopped
-        } else if self.dir.join(create::EXEC_FIFO).exists() {
-            // The init still waits on the FIFO StartContainer removes.
-            Status::Created
-        } else {
-            Status::Running
-        }
+        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
+        let init_alive = !frozen && self.init_alive();
+        Status::derive(Facts {
+            state_readable: true,
+            frozen,
+            init_alive,
+            exec_fifo: init_alive && self.dir.join(create::EXEC_FIFO).exists(),
+        })
     }
 
     /// The OCI state JSON hooks get on stdin.

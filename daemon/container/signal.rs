@@ -1,6 +1,5 @@
 //! KillContainer, PauseContainer, ResumeContainer.
 use crate::{
-    cgroups,
     container::{Container, Status},
     error::{Error, IoContext, Result},
 };
@@ -25,16 +24,18 @@ impl Container {
         let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
         if whole_tree {
             if signal == libc::SIGKILL as u32 {
-                return cgroups::kill_all(&state.cgroup_dirs).await;
+                return self
+                    .with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+                    .await;
             }
-            for pid in cgroups::processes(&state.cgroup_dirs) {
+            for pid in self.cgroups.processes(&state.cgroup_dirs) {
                 // SAFETY: kill with a pid and a signal number checked to be in range.
                 unsafe { libc::kill(pid, signal as i32) };
             }
             return Ok(());
         }
         match (&self.init, status) {
-            (Some(init), Status::Created | Status::Running | Status::Paused) => init
+            (Some(init), status) if status.can_kill() => init
                 .signal(signal as i32)
                 .context(|| format!("signal {signal} to the init of container {}", self.id)),
             _ => Err(Error::IncorrectStatus {
@@ -46,24 +47,24 @@ impl Container {
     }
 
     pub async fn pause(&self) -> Result<()> {
-        self.set_frozen(true, &[Status::Running, Status::Created], "pause")
-            .await
+        self.set_frozen(true, Status::can_pause, "pause").await
     }
 
     pub async fn resume(&self) -> Result<()> {
-        self.set_frozen(false, &[Status::Paused], "resume").await
+        self.set_frozen(false, Status::can_resume, "resume").await
     }
 
     async fn set_frozen(
         &self,
         frozen: bool,
-        allowed: &[Status],
+        allowed: fn(Status) -> bool,
         action: &'static str,
     ) -> Result<()> {
         let status = self.status();
         match self.state() {
-            Some(state) if allowed.contains(&status) => {
-                cgroups::set_frozen(&state.cgroup_dirs, frozen).await
+            Some(_) if allowed(status) => {
+                self.with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
+                    .await
             }
             _ => Err(Error::IncorrectStatus {
                 id: self.id.to_string(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::{
-    container::{create::EXEC_FIFO, Container, Runtime, Status},
+    container::{create::EXEC_FIFO, Container, Runtime},
     error::{Error, IoContext, Result},
     hooks,
 };
@@ -17,7 +17,7 @@ impl Container {
     /// Returns the poststart hooks' warnings (a failed poststart hook does not fail the start).
     pub async fn start(&mut self, runtime: &Runtime) -> Result<Vec<String>> {
         let status = self.status();
-        if status != Status::Created {
+        if !status.can_start() {
             return Err(Error::IncorrectStatus {
                 id: self.id.to_string(),
                 action: "start",

@@ -6,7 +6,7 @@ use std::{
         fd::OwnedFd,
         unix::fs::{symlink, DirBuilderExt},
     },
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use nix::{
@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::resolve::{fd_path, open_in_root, secure_join};
 use crate::{
+    cgroups::ContainerMount,
     error::{Error, IoContext, Result},
     spawn::InitConfig,
 };
@@ -61,7 +62,7 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
         .context(|| format!("open {}", rootfs.display()))?
         .into();
     for entry in spec.mounts().as_deref().unwrap_or_default() {
-        mount_entry(rootfs, &root, entry, &config.cgroup_dirs)?;
+        mount_entry(rootfs, &root, entry, &config.cgroup_mount)?;
     }
     let spec_devices = linux
         .and_then(|l| l.devices().as_deref())
@@ -161,7 +162,7 @@ fn mount_entry(
     rootfs: &Path,
     root: &OwnedFd,
     entry: &Mount,
-    cgroup_dirs: &[PathBuf],
+    cgroup_mount: &ContainerMount,
 ) -> Result<()> {
     let options = parse_options(entry.options().as_deref().unwrap_or_default());
     let kind = entry.typ().as_deref().unwrap_or("");
@@ -181,7 +182,7 @@ fn mount_entry(
     // a symlink swapped in since cannot redirect it.
     let on = fd_path(&target);
     if kind == "cgroup" && !is_bind {
-        return mount_cgroups(root, entry.destination(), &on, &options, cgroup_dirs);
+        return mount_cgroups(root, entry.destination(), &on, &options, cgroup_mount);
     }
     if is_bind {
         mount(
@@ -278,24 +279,24 @@ fn mount_cgroups(
     destination: &Path,
     on: &Path,
     options: &MountOptions,
-    cgroup_dirs: &[PathBuf],
+    cgroup_mount: &ContainerMount,
 ) -> Result<()> {
     let read_only = options.flags & MsFlags::MS_RDONLY;
     let flags = options.flags & !MsFlags::MS_RDONLY;
-    if crate::cgroups::is_unified_host() {
-        return mount(Some("cgroup2"), on, Some("cgroup2"), options.flags, NONE)
-            .context(|| format!("mount cgroup2 on {}", destination.display()));
-    }
+    let binds = match cgroup_mount {
+        ContainerMount::Cgroup2 => {
+            return mount(Some("cgroup2"), on, Some("cgroup2"), options.flags, NONE)
+                .context(|| format!("mount cgroup2 on {}", destination.display()))
+        }
+        ContainerMount::Binds(binds) => binds,
+    };
     mount(Some("tmpfs"), on, Some("tmpfs"), flags, Some("mode=755"))
         .context(|| format!("mount tmpfs on {}", destination.display()))?;
     // The tmpfs is berth's own: nothing of the container's lies beneath it.
     let tmpfs = pin(root, destination)?;
-    for dir in cgroup_dirs {
-        let Some(hierarchy) = crate::cgroups::hierarchy_name(dir) else {
-            continue;
-        };
-        let target = fd_path(&tmpfs).join(&hierarchy);
-        let shown = destination.join(&hierarchy);
+    for (hierarchy, dir) in binds {
+        let target = fd_path(&tmpfs).join(hierarchy);
+        let shown = destination.join(hierarchy);
         make_mount_point(&target, true)?;
         mount(
             Some(dir),

@@ -1,0 +1,115 @@
+//! A recording stand-in for the kernel's cgroups: unit tests of the decisions container
+//! code makes (which calls, in which order, on which outcome) run on it without root.
+//! The integration tests on real cgroups stay; this only makes the decision logic fast to
+//! pin.
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use super::{CgroupError, CgroupManager, ContainerMount, Layout, OomWatch, Plan, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    Create(Vec<PathBuf>),
+    Apply,
+    AddProcess(i32),
+    SetFrozen(bool),
+    KillAll,
+    Remove {
+        dirs: Vec<PathBuf>,
+        created: Vec<PathBuf>,
+    },
+}
+
+/// What the fake reports and how it fails; the calls it got, in order.
+#[derive(Debug, Default)]
+pub struct Fake {
+    pub calls: Mutex<Vec<Call>>,
+    pub frozen: Mutex<bool>,
+    pub processes: Mutex<BTreeSet<i32>>,
+    pub remove_fails: Mutex<bool>,
+}
+
+impl Fake {
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn record(&self, call: Call) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl CgroupManager for Fake {
+    fn layout(&self) -> Layout {
+        Layout::Unified
+    }
+
+    fn plan(&self, relative: &Path, _owned_parent: &Path) -> Plan {
+        let dir = Path::new("/fake").join(relative);
+        Plan {
+            dirs: vec![dir.clone()],
+            created: vec![dir],
+        }
+    }
+
+    fn create(&self, plan: &Plan) -> Result<()> {
+        self.record(Call::Create(plan.created.clone()));
+        Ok(())
+    }
+
+    fn apply(&self, _: &[PathBuf], _: Option<&oci_spec::runtime::LinuxResources>) -> Result<()> {
+        self.record(Call::Apply);
+        Ok(())
+    }
+
+    fn add_process(&self, _: &[PathBuf], pid: i32) -> Result<()> {
+        self.record(Call::AddProcess(pid));
+        Ok(())
+    }
+
+    fn processes(&self, _: &[PathBuf]) -> BTreeSet<i32> {
+        self.processes.lock().unwrap().clone()
+    }
+
+    fn is_frozen(&self, _: &[PathBuf]) -> bool {
+        *self.frozen.lock().unwrap()
+    }
+
+    fn set_frozen(&self, _: &[PathBuf], frozen: bool) -> Result<()> {
+        self.record(Call::SetFrozen(frozen));
+        *self.frozen.lock().unwrap() = frozen;
+        Ok(())
+    }
+
+    fn kill_all(&self, _: &[PathBuf]) -> Result<()> {
+        self.record(Call::KillAll);
+        self.processes.lock().unwrap().clear();
+        Ok(())
+    }
+
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()> {
+        self.record(Call::Remove {
+            dirs: dirs.to_vec(),
+            created: created.to_vec(),
+        });
+        if *self.remove_fails.lock().unwrap() {
+            return Err(CgroupError::Io {
+                action: "remove cgroup",
+                path: dirs.first().cloned().unwrap_or_default(),
+                source: std::io::Error::from_raw_os_error(libc::EBUSY),
+            });
+        }
+        Ok(())
+    }
+
+    fn oom_watch(&self, _: &[PathBuf]) -> Result<Option<OomWatch>> {
+        Ok(None)
+    }
+
+    fn container_mount(&self, _: &[PathBuf]) -> ContainerMount {
+        ContainerMount::Cgroup2
+    }
+}

@@ -1,0 +1,234 @@
+//! Cgroups of containers behind one interface, [`CgroupManager`], with an implementation
+//! per host layout, chosen from the host's mounts when berthd starts:
+//! - [`legacy::Legacy`] for cgroup v1 and for hybrid hosts (v1 controllers beside a cgroup2
+//!   tree that holds processes but no controllers, as on these machines);
+//! - [`unified::Unified`] for pure cgroup v2 hosts.
+//!
+//! A container has one directory per hierarchy, all at the same relative path. Container
+//! code sees only the trait, so its decisions are tested against a recording fake
+//! ([`fake`]) as well as on real kernels. Every method may block (freezes wait for the
+//! kernel, removal retries EBUSY): async callers go through [`crate::blocking`].
+//!
+//! A systemd driver (`slice:prefix:name` cgroupsPath) would be a third implementation;
+//! these hosts have no systemd.
+pub mod devices;
+#[cfg(test)]
+pub mod fake;
+mod hierarchy;
+mod legacy;
+mod oom;
+mod tree;
+mod unified;
+mod v2_resources;
+
+use std::{
+    collections::BTreeSet,
+    fmt, io,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+pub use oom::OomWatch;
+
+/// How the host's cgroup hierarchies are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    /// v1 controllers, plus a cgroup2 tree without them.
+    Hybrid,
+    /// cgroup2 alone.
+    Unified,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::V1 => "cgroup v1",
+            Layout::Hybrid => "hybrid (cgroup v1 controllers, cgroup2 tree)",
+            Layout::Unified => "cgroup v2",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no cgroup hierarchy is mounted (read /proc/self/mountinfo)")]
+    NoHierarchy,
+    #[error("read /proc/self/mountinfo: {0}")]
+    Mountinfo(String),
+    /// The request's own values are wrong (a swap below the memory limit, a bad key).
+    #[error(transparent)]
+    InvalidResources(#[from] v2_resources::Error),
+    /// The host cannot do what the request asks.
+    #[error("{field} needs the {controller} controller, which cgroup {} does not offer{hint}", path.display())]
+    MissingController {
+        field: String,
+        controller: String,
+        path: PathBuf,
+        hint: String,
+    },
+    #[error("apply linux.resources to cgroup {}: {reason}", path.display())]
+    Resources { path: PathBuf, reason: String },
+    #[error("cgroup {}: no freezer", path.display())]
+    NoFreezer { path: PathBuf },
+    #[error("cgroup {}: the kernel did not report {state} in time", path.display())]
+    FreezeTimeout { path: PathBuf, state: &'static str },
+    #[error(transparent)]
+    Devices(#[from] devices::DeviceError),
+}
+
+impl CgroupError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Self + 'a {
+        move |source| CgroupError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = CgroupError> = std::result::Result<T, E>;
+
+/// The container's directory in every hierarchy, and the directories on the way to it that
+/// are berth's, parents first: those that do not exist yet (creating the container makes
+/// them) and those at or below the owned parent (berth's `--cgroup-parent`, which berth
+/// creates and may remove once it is empty, whichever container made it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub dirs: Vec<PathBuf>,
+    pub created: Vec<PathBuf>,
+}
+
+/// What a `cgroup` mount in config.json becomes inside the container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ContainerMount {
+    /// cgroup2 itself (in the container's cgroup namespace, its root is the container's).
+    Cgroup2,
+    /// A tmpfs holding a bind of each of the container's directories, named after its
+    /// hierarchy (`memory`, `cpu,cpuacct`, `unified`).
+    Binds(Vec<(String, PathBuf)>),
+}
+
+/// Everything berth does to cgroups. Implementations decide nothing about containers:
+/// they do what they are asked on the directories they are given.
+pub trait CgroupManager: Send + Sync + fmt::Debug {
+    fn layout(&self) -> Layout;
+
+    /// Where a container at `relative` lives, and which levels on the way are berth's.
+    fn plan(&self, relative: &Path, owned_parent: &Path) -> Plan;
+
+    /// Makes the planned directories that do not exist, parents first, enabling on the
+    /// way the controllers the layout delegates.
+    fn create(&self, plan: &Plan) -> Result<()>;
+
+    /// Applies `linux.resources` and the device rules (runc's defaults plus the config's).
+    fn apply(
+        &self,
+        dirs: &[PathBuf],
+        resources: Option<&oci_spec::runtime::LinuxResources>,
+    ) -> Result<()>;
+
+    fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()>;
+
+    /// Every process in the container's trees, in every hierarchy.
+    fn processes(&self, dirs: &[PathBuf]) -> BTreeSet<i32>;
+
+    /// Frozen as delete.md section 3 defines it: the container's own freezer is set (a
+    /// frozen ancestor is not a pause of this container).
+    fn is_frozen(&self, dirs: &[PathBuf]) -> bool;
+
+    /// Freezes or thaws, and returns once the kernel reports it done.
+    fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()>;
+
+    /// SIGKILLs every process of the container's trees, so that none forks meanwhile.
+    fn kill_all(&self, dirs: &[PathBuf]) -> Result<()>;
+
+    /// Removes the container's trees, deepest first, then the ancestors in `created` that
+    /// are now empty; processes still exiting are waited for and killed again, never moved.
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()>;
+
+    /// A watch that wakes at each out-of-memory kill; `None` without a memory controller.
+    fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>>;
+
+    fn container_mount(&self, dirs: &[PathBuf]) -> ContainerMount;
+}
+
+/// The manager for this host's layout, read from /proc/self/mountinfo.
+pub fn detect() -> Result<Arc<dyn CgroupManager>> {
+    let hierarchies = hierarchy::host()?;
+    Ok(match hierarchy::layout(&hierarchies)? {
+        Layout::Unified => Arc::new(unified::Unified::new(
+            hierarchies
+                .into_iter()
+                .next()
+                .map(|h| h.mount_point)
+                .unwrap_or_default(),
+        )),
+        layout => Arc::new(legacy::Legacy::new(layout, hierarchies)),
+    })
+}
+
+/// The container's cgroup path relative to each hierarchy root (runc's rules): an absolute
+/// `linux.cgroupsPath` is taken from the root, a relative one under `parent`, none is
+/// `<parent>/<id>`. A path that climbs with `..` is refused.
+pub fn relative_path(
+    cgroups_path: Option<&Path>,
+    parent: &Path,
+    id: &str,
+) -> std::result::Result<PathBuf, String> {
+    let joined = match cgroups_path {
+        Some(path) if path.is_absolute() => path.to_owned(),
+        Some(path) => parent.join(path),
+        None => parent.join(id),
+    };
+    let mut relative = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "cgroup path {} must not contain \"..\"",
+                    joined.display()
+                ))
+            }
+        }
+    }
+    if relative.as_os_str().is_empty() {
+        return Err("the cgroup path is the hierarchy root".into());
+    }
+    Ok(relative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_follow_runc() {
+        let parent = Path::new("berth");
+        assert_eq!(
+            relative_path(None, parent, "c1").unwrap(),
+            Path::new("berth/c1")
+        );
+        assert_eq!(
+            relative_path(Some(Path::new("/a/b")), parent, "c1").unwrap(),
+            Path::new("a/b")
+        );
+        assert_eq!(
+            relative_path(Some(Path::new("x/y")), parent, "c1").unwrap(),
+            Path::new("berth/x/y")
+        );
+        assert!(relative_path(Some(Path::new("/a/../../etc")), parent, "c1").is_err());
+        assert!(relative_path(Some(Path::new("/")), parent, "c1").is_err());
+    }
+}
