@@ -47,6 +47,33 @@ fn freezer_of(dirs: &[std::path::PathBuf]) -> std::path::PathBuf {
         .clone()
 }
 
+/// What keeps a process alive through SIGKILL until the test lets go (release or drop).
+/// cgroup v1: the freezer of a cgroup the process is in, FROZEN by the test; a frozen task
+/// takes no signal. cgroup v2's freezer lets fatal signals through, so there the process
+/// waits in a lookup that [`StalledLookups`] never answers.
+enum Hold {
+    Freezer(std::path::PathBuf),
+    Lookup(StalledLookups),
+}
+
+impl Hold {
+    fn release(&self) -> std::io::Result<()> {
+        match self {
+            Hold::Freezer(dir) => fs::write(dir.join("freezer.state"), "THAWED"),
+            Hold::Lookup(lookups) => {
+                lookups.release();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
 #[tokio::test]
 async fn d3_d13_d17_stopped_container_is_destroyed_and_its_last_snapshot_returned() {
     let daemon = Daemon::start().await;
@@ -277,34 +304,103 @@ async fn d8_wait_ends_early_on_exit() {
     );
 }
 
-/// A container whose init cannot die: its cgroup's parent is frozen by the test, which is
-/// not a pause of the container (freezer.self_freezing is 0), so delete does not thaw it.
-/// This is the honest way to hold a SIGKILLed process alive on this kernel.
+/// A container whose init cannot die. On cgroup v1 its cgroup's parent is frozen by the
+/// test, which is not a pause of the container (freezer.self_freezing is 0), so delete does
+/// not thaw it: the honest way to hold a SIGKILLed process alive on such a kernel. On cgroup
+/// v2 (whose freezer a SIGKILL goes through) the init waits in a held lookup instead.
 struct FrozenByAncestor {
-    parent_freezer: std::path::PathBuf,
+    // Released (and on v2 unmounted) before the bundle holding the mount point goes.
+    _hold: Hold,
+    _bundle: Bundle,
 }
 
 impl FrozenByAncestor {
-    fn bundle(id: &str) -> Bundle {
-        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    /// Runs `id` in cgroup `frozen-<id>/<id>` and holds its init; returns the init's pid.
+    async fn run(daemon: &Daemon, id: &str) -> (i32, Self) {
         let path = format!("frozen-{id}/{id}");
+        if unified_host() {
+            // Mounted in the rootfs, so the container's rbind of the rootfs has it too.
+            let mut bundle = Bundle::busybox(&["cat", "/held/name"]);
+            bundle.edit(|c| c["linux"]["cgroupsPath"] = path.into());
+            let mount_point = bundle.path().join("rootfs/held");
+            fs::create_dir(&mount_point).unwrap();
+            let lookups = StalledLookups::mount(&mount_point);
+            let pid = daemon.run(id, &bundle, None).await;
+            lookups.wait_held(pid).await;
+            let hold = Hold::Lookup(lookups);
+            return (
+                pid,
+                Self {
+                    _hold: hold,
+                    _bundle: bundle,
+                },
+            );
+        }
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
         bundle.edit(|c| c["linux"]["cgroupsPath"] = path.into());
-        bundle
-    }
-
-    fn freeze(daemon: &Daemon, id: &str) -> Self {
+        let pid = daemon.run(id, &bundle, None).await;
         let parent_freezer = freezer_of(&cgroup_dirs(&format!(
             "{}/frozen-{id}",
             daemon.cgroup_parent
         )));
         write(&parent_freezer.join("freezer.state"), "FROZEN");
-        Self { parent_freezer }
+        let hold = Hold::Freezer(parent_freezer);
+        (
+            pid,
+            Self {
+                _hold: hold,
+                _bundle: bundle,
+            },
+        )
     }
 }
 
-impl Drop for FrozenByAncestor {
-    fn drop(&mut self) {
-        let _ = fs::write(self.parent_freezer.join("freezer.state"), "THAWED");
+/// A host process in sub-cgroup `stuck` of a container that the delete cannot kill: frozen
+/// there by the test (v1), or waiting in a held lookup (v2).
+struct Stuck {
+    // Released before the process is waited for.
+    hold: Hold,
+    process: HostProcess,
+    dir: std::path::PathBuf,
+    _mount_point: Option<tempfile::TempDir>,
+}
+
+impl Stuck {
+    async fn new(container_dirs: &[std::path::PathBuf]) -> Self {
+        if unified_host() {
+            let dir = container_dirs[0].join("stuck");
+            fs::create_dir(&dir).unwrap();
+            let mount_point = tempfile::tempdir().unwrap();
+            let lookups = StalledLookups::mount(mount_point.path());
+            let process = HostProcess(
+                Command::new("cat")
+                    .arg(mount_point.path().join("name"))
+                    .spawn()
+                    .unwrap(),
+            );
+            write(&dir.join("cgroup.procs"), &process.pid().to_string());
+            lookups.wait_held(process.pid()).await;
+            let hold = Hold::Lookup(lookups);
+            let _mount_point = Some(mount_point);
+            return Self {
+                hold,
+                process,
+                dir,
+                _mount_point,
+            };
+        }
+        let dir = freezer_of(container_dirs).join("stuck");
+        fs::create_dir(&dir).unwrap();
+        let process = HostProcess::sleep();
+        write(&dir.join("cgroup.procs"), &process.pid().to_string());
+        write(&dir.join("freezer.state"), "FROZEN");
+        let hold = Hold::Freezer(dir.clone());
+        Self {
+            hold,
+            process,
+            dir,
+            _mount_point: None,
+        }
     }
 }
 
@@ -315,10 +411,7 @@ async fn d8_timeout_is_deadline_exceeded_and_the_container_stays_deletable() {
         &["--kill-wait-rounds", "5", "--kill-wait-round", "100ms"],
     )
     .await;
-    daemon
-        .run("stuck", &FrozenByAncestor::bundle("stuck"), None)
-        .await;
-    let frozen = FrozenByAncestor::freeze(&daemon, "stuck");
+    let (_, frozen) = FrozenByAncestor::run(&daemon, "stuck").await;
     assert_eq!(
         daemon.get("stuck").await.unwrap().status(),
         ContainerStatus::Running
@@ -358,11 +451,16 @@ async fn d10_nested_sub_cgroups_in_every_hierarchy_are_removed_with_their_proces
     let dirs = daemon.container_cgroups("nested");
     let mut intruders = Vec::new();
     let mut made = Vec::new();
-    // Deep in the memory and pids hierarchies, and in the unified tree.
+    // Deep in the memory and pids hierarchies, and in the unified tree; on a pure cgroup v2
+    // host all three in its one tree.
+    let unified = unified_host();
+    if unified {
+        assert_eq!(dirs.len(), 1, "one tree on cgroup v2: {dirs:?}");
+    }
     for (hierarchy, sub) in [("memory", "a/b"), ("pids", "c"), ("unified", "d")] {
         let Some(dir) = dirs
             .iter()
-            .find(|d| d.to_string_lossy().contains(&format!("/{hierarchy}/")))
+            .find(|d| unified || d.to_string_lossy().contains(&format!("/{hierarchy}/")))
         else {
             continue;
         };
@@ -426,13 +524,9 @@ async fn d12_failed_cgroup_removal_keeps_the_container_and_the_next_delete_finis
     let daemon = Daemon::start().await;
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     daemon.run("obstacle", &bundle, None).await;
-    // A process the delete cannot kill: frozen in a sub-cgroup the test froze itself.
-    let freezer = freezer_of(&daemon.container_cgroups("obstacle"));
-    let stuck = freezer.join("stuck");
-    fs::create_dir(&stuck).unwrap();
-    let process = HostProcess::sleep();
-    write(&stuck.join("cgroup.procs"), &process.pid().to_string());
-    write(&stuck.join("freezer.state"), "FROZEN");
+    // A process the delete cannot kill: frozen in a sub-cgroup the test froze itself (v1),
+    // waiting in a held lookup in a sub-cgroup (v2).
+    let stuck = Stuck::new(&daemon.container_cgroups("obstacle")).await;
 
     let status = daemon.delete("obstacle", true).await.unwrap_err();
     assert_eq!(status.code(), Code::Internal);
@@ -450,9 +544,13 @@ async fn d12_failed_cgroup_removal_keeps_the_container_and_the_next_delete_finis
         ContainerStatus::Stopped
     );
 
-    write(&stuck.join("freezer.state"), "THAWED");
+    let dir = stuck.dir.display();
+    stuck
+        .hold
+        .release()
+        .unwrap_or_else(|e| panic!("thaw {dir}: {e}"));
     daemon.delete("obstacle", false).await.unwrap();
-    assert_eq!(process.wait_killed(), Some(9));
+    assert_eq!(stuck.process.wait_killed(), Some(9));
     assert!(daemon
         .container_cgroups("obstacle")
         .iter()
@@ -579,10 +677,7 @@ async fn d15_a_stuck_delete_does_not_hold_up_other_containers() {
         &["--kill-wait-rounds", "50", "--kill-wait-round", "100ms"],
     )
     .await;
-    let init = daemon
-        .run("jammed", &FrozenByAncestor::bundle("jammed"), None)
-        .await;
-    let frozen = FrozenByAncestor::freeze(&daemon, "jammed");
+    let (init, frozen) = FrozenByAncestor::run(&daemon, "jammed").await;
     let free = Bundle::busybox(&["sleep", "1000"]);
     daemon.run("free", &free, None).await;
 

@@ -204,6 +204,9 @@ async fn cancelled_streams_free_their_resources() {
 
 #[tokio::test]
 async fn an_out_of_memory_kill_is_reported() {
+    if skip_unless_controllers(&["memory"]) {
+        return;
+    }
     let daemon = Daemon::start().await;
     let mut events = subscribe(&daemon, "hungry", vec![EventType::Oom, EventType::Exited]).await;
     // 64 MB into a shell variable, in a 16 MB cgroup.

@@ -116,6 +116,9 @@ async fn container_without_pid_namespace_shares_the_hosts() {
 
 #[tokio::test]
 async fn memory_and_pids_limits_reach_the_cgroup_files() {
+    if skip_unless_controllers(&["memory", "pids", "cpu"]) {
+        return;
+    }
     let daemon = Daemon::start().await;
     let mut bundle = Bundle::busybox(&["sleep", "1000"]);
     bundle.edit(|c| {
@@ -136,19 +139,22 @@ async fn memory_and_pids_limits_reach_the_cgroup_files() {
             .trim()
             .to_owned()
     };
-    let memory = if dirs
-        .iter()
-        .any(|d| d.join("memory.limit_in_bytes").exists())
-    {
-        read("memory.limit_in_bytes")
+    if unified_host() {
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("pids.max"), "32");
+        // runc's shares-to-weight map: 1 + (shares - 2) * 9999 / 262142.
+        assert_eq!(
+            read("cpu.weight"),
+            (1 + (512 - 2) * 9999 / 262142).to_string()
+        );
+        assert_eq!(read("cpu.max"), "50000 100000");
     } else {
-        read("memory.max")
-    };
-    assert_eq!(memory, "67108864");
-    assert_eq!(read("pids.max"), "32");
-    if dirs.iter().any(|d| d.join("cpu.shares").exists()) {
-        assert_eq!(read("cpu.shares"), "512");
-        assert_eq!(read("cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("memory.limit_in_bytes"), "67108864");
+        assert_eq!(read("pids.max"), "32");
+        if dirs.iter().any(|d| d.join("cpu.shares").exists()) {
+            assert_eq!(read("cpu.shares"), "512");
+            assert_eq!(read("cpu.cfs_quota_us"), "50000");
+        }
     }
     daemon.delete("limited", true).await.unwrap();
 }
@@ -169,17 +175,31 @@ async fn pause_freezes_every_process_and_resume_thaws_them() {
         daemon.get("freezable").await.unwrap().status(),
         ContainerStatus::Paused
     );
-    let freezer = daemon
-        .container_cgroups("freezable")
-        .into_iter()
-        .find(|d| d.join("freezer.state").exists())
-        .expect("a v1 freezer on this host");
-    assert_eq!(
-        fs::read_to_string(freezer.join("freezer.state"))
+    let dirs = daemon.container_cgroups("freezable");
+    let unified = unified_host();
+    // The container's own freezer: v1's freezer.state, or v2's cgroup.freeze.
+    let freezer = dirs
+        .iter()
+        .find(|d| unified || d.join("freezer.state").exists())
+        .expect("a v1 freezer on this host")
+        .clone();
+    let read = |file: &str| {
+        fs::read_to_string(freezer.join(file))
             .unwrap()
-            .trim(),
-        "FROZEN"
-    );
+            .trim()
+            .to_owned()
+    };
+    if unified {
+        assert_eq!(read("cgroup.freeze"), "1");
+        assert!(
+            v2_frozen(&freezer),
+            "cgroup.events: {}",
+            read("cgroup.events")
+        );
+        v2_assert_frozen_processes(&freezer);
+    } else {
+        assert_eq!(read("freezer.state"), "FROZEN");
+    }
     // Pausing twice is refused: the container is not running.
     let again = client
         .pause_container(berth::proto::PauseContainerRequest {
@@ -195,18 +215,55 @@ async fn pause_freezes_every_process_and_resume_thaws_them() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        fs::read_to_string(freezer.join("freezer.state"))
-            .unwrap()
-            .trim(),
-        "THAWED"
-    );
+    if unified {
+        assert_eq!(read("cgroup.freeze"), "0");
+        assert!(
+            !v2_frozen(&freezer),
+            "cgroup.events: {}",
+            read("cgroup.events")
+        );
+    } else {
+        assert_eq!(read("freezer.state"), "THAWED");
+    }
     assert_eq!(
         daemon.get("freezable").await.unwrap().status(),
         ContainerStatus::Running
     );
     assert!(process_alive(pid));
     daemon.delete("freezable", true).await.unwrap();
+}
+
+/// cgroup v2 shows no frozen state per process (a frozen task reads as sleeping in
+/// /proc/<pid>/status and stat), but a frozen task handles no signal: a SIGSTOP stays pending
+/// instead of stopping it. SIGCONT then discards the pending stop, so resume finds it as it was.
+fn v2_assert_frozen_processes(dir: &std::path::Path) {
+    use nix::sys::signal::{kill, Signal};
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    let pids: Vec<i32> = procs.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(!pids.is_empty(), "no process in {}", dir.display());
+    let status = |pid: i32| fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let stop_pending = |status: &str| {
+        status
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("ShdPnd:")
+                    .or_else(|| l.strip_prefix("SigPnd:"))
+            })
+            .any(|mask| u64::from_str_radix(mask.trim(), 16).unwrap() & (1 << 18) != 0)
+    };
+    for &pid in &pids {
+        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for &pid in &pids {
+        let seen = status(pid);
+        assert!(
+            stop_pending(&seen) && !seen.contains("State:\tT"),
+            "process {pid} acted on SIGSTOP while frozen:\n{seen}"
+        );
+        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+        assert!(!stop_pending(&status(pid)), "SIGCONT left the stop pending");
+    }
 }
 
 #[tokio::test]
@@ -603,10 +660,17 @@ async fn spec_features_are_applied_inside_the_container() {
         "{seen}"
     );
     assert!(seen.contains("\n123\n"), "{seen}");
-    assert!(
-        seen.contains("memory") && seen.contains("pids"),
-        "the cgroup mount shows the hierarchies: {seen}"
-    );
+    if unified_host() {
+        assert!(
+            seen.contains("cgroup.controllers") && seen.contains("cgroup.procs"),
+            "the cgroup mount is cgroup2: {seen}"
+        );
+    } else {
+        assert!(
+            seen.contains("memory") && seen.contains("pids"),
+            "the cgroup mount shows the hierarchies: {seen}"
+        );
+    }
     assert_ne!(ns(pid, "cgroup"), ns(std::process::id() as i32, "cgroup"));
     daemon.delete("features", true).await.unwrap();
 }
@@ -636,11 +700,13 @@ async fn a_container_joins_another_containers_namespace_by_path() {
 #[tokio::test]
 async fn a_cgroup_that_already_holds_processes_is_refused() {
     let daemon = Daemon::start().await;
-    // Someone else's process sits in the cgroup the config names.
+    // Someone else's process sits in the cgroup the config names (in the pids hierarchy, or
+    // in the one tree of a pure cgroup v2 host).
     let occupied = cgroup_dirs(&format!("{}/occupied", daemon.cgroup_parent));
+    let unified = unified_host();
     let pids_dir = occupied
         .iter()
-        .find(|d| d.to_string_lossy().contains("/pids/"))
+        .find(|d| unified || d.to_string_lossy().contains("/pids/"))
         .unwrap()
         .clone();
     fs::create_dir_all(&pids_dir).unwrap();

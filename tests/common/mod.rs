@@ -586,3 +586,214 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The cgroup mounts of this process's namespace: (mount point, "cgroup" or "cgroup2").
+fn cgroup_mounts() -> Vec<(PathBuf, String)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let separator = fields.iter().position(|f| *f == "-")?;
+            let kind = fields[separator + 1];
+            matches!(kind, "cgroup" | "cgroup2").then(|| (PathBuf::from(fields[4]), kind.into()))
+        })
+        .collect()
+}
+
+/// A pure cgroup v2 host (as tests/v2-view.sh makes one): every cgroup mount is cgroup2.
+pub fn unified_host() -> bool {
+    let mounts = cgroup_mounts();
+    !mounts.is_empty() && mounts.iter().all(|(_, kind)| kind == "cgroup2")
+}
+
+/// On a pure cgroup v2 host, whether its root cgroup lacks controller `name` (it is not in
+/// `cgroup.controllers`). Always false elsewhere: v1 and hybrid hosts keep their own checks.
+pub fn v2_controller_missing(name: &str) -> bool {
+    if !unified_host() {
+        return false;
+    }
+    let root = &cgroup_mounts()[0].0;
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
+        .unwrap_or_else(|e| panic!("read {}/cgroup.controllers: {e}", root.display()));
+    !controllers.split_whitespace().any(|c| c == name)
+}
+
+/// True, after printing why, when this pure cgroup v2 host lacks one of `controllers`: the
+/// caller returns at once. Only for tests that cannot run without the controller.
+pub fn skip_unless_controllers(controllers: &[&str]) -> bool {
+    match controllers.iter().find(|c| v2_controller_missing(c)) {
+        Some(missing) => {
+            eprintln!(
+                "skipped: needs the {missing} controller, which this cgroup v2 host does not offer"
+            );
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether a cgroup v2 directory's `cgroup.events` says `frozen 1`: every process in it and
+/// below it is frozen (`cgroup.freeze` only says what was asked).
+pub fn v2_frozen(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .unwrap_or_else(|e| panic!("read {}/cgroup.events: {e}", dir.display()))
+        .lines()
+        .any(|line| line.trim() == "frozen 1")
+}
+
+/// A FUSE file system the test serves itself, which reads every lookup in it and answers none
+/// until [`StalledLookups::release`]. A task whose request the server has read waits for the
+/// answer uninterruptibly once a fatal signal is pending (fuse's `request_wait_answer`): it
+/// stays alive with its SIGKILL pending, as a task in a frozen v1 cgroup does. cgroup v2's
+/// freezer lets fatal signals through ("processes in the frozen cgroup can be killed by a
+/// fatal signal", cgroup-v2.rst), so this is how tests hold a SIGKILLed process there.
+pub struct StalledLookups {
+    mount_point: PathBuf,
+    device: std::sync::Arc<std::fs::File>,
+    state: std::sync::Arc<std::sync::Mutex<HeldLookups>>,
+}
+
+#[derive(Default)]
+struct HeldLookups {
+    /// (request id, pid of the task that waits for it)
+    held: Vec<(u64, u32)>,
+    released: bool,
+}
+
+impl StalledLookups {
+    /// Mounts it on the directory `at` (which must exist) and serves it from a thread.
+    pub fn mount(at: &Path) -> Self {
+        use std::os::fd::AsRawFd;
+        let device = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .expect("open /dev/fuse");
+        let options = format!(
+            "fd={},rootmode=40000,user_id=0,group_id=0",
+            device.as_raw_fd()
+        );
+        nix::mount::mount(
+            Some("berth-test-stall"),
+            at,
+            Some("fuse"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount fuse on {}: {e}", at.display()));
+        let stall = Self {
+            mount_point: at.to_owned(),
+            device: std::sync::Arc::new(device),
+            state: Default::default(),
+        };
+        let (device, state) = (stall.device.clone(), stall.state.clone());
+        std::thread::spawn(move || serve_stalled_lookups(&device, &state));
+        stall
+    }
+
+    /// Waits until the task `pid` (as this process sees it) waits for a lookup here; panics
+    /// after 10 s.
+    pub async fn wait_held(&self, pid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .state
+            .lock()
+            .unwrap()
+            .held
+            .iter()
+            .any(|&(_, held)| held as i32 == pid)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} never looked a name up in {}",
+                self.mount_point.display()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Answers every held lookup (EIO) and every later one at once (ENOENT): the tasks go
+    /// on, and die if a SIGKILL is pending. Idempotent.
+    pub fn release(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.released = true;
+        for (unique, _) in state.held.drain(..) {
+            fuse_reply(&self.device, unique, -libc::EIO, &[]);
+        }
+    }
+}
+
+impl Drop for StalledLookups {
+    fn drop(&mut self) {
+        self.release();
+        let _ = nix::mount::umount2(&self.mount_point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn fuse_reply(device: &std::fs::File, unique: u64, error: i32, body: &[u8]) {
+    use std::io::Write;
+    let mut reply = Vec::with_capacity(16 + body.len());
+    reply.extend(((16 + body.len()) as u32).to_ne_bytes());
+    reply.extend(error.to_ne_bytes());
+    reply.extend(unique.to_ne_bytes());
+    reply.extend(body);
+    // A request whose task went away meanwhile is gone (ENOENT): nothing to answer.
+    let _ = (&*device).write(&reply);
+}
+
+/// The server: INIT and the root's GETATTR are answered, LOOKUPs held, FORGETs and
+/// INTERRUPTs (which need no answer) ignored, anything else refused with ENOSYS. Ends with
+/// the connection (ENODEV once the file system is gone).
+fn serve_stalled_lookups(device: &std::fs::File, state: &std::sync::Mutex<HeldLookups>) {
+    use std::io::Read;
+    const LOOKUP: u32 = 1;
+    const FORGET: u32 = 2;
+    const GETATTR: u32 = 3;
+    const INIT: u32 = 26;
+    const INTERRUPT: u32 = 36;
+    const BATCH_FORGET: u32 = 42;
+    let mut request = vec![0u8; 1 << 20];
+    loop {
+        let length = match (&*device).read(&mut request) {
+            Ok(length) => length,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINTR)) => continue,
+            Err(_) => return,
+        };
+        if length < 40 {
+            continue;
+        }
+        // struct fuse_in_header: len, opcode, unique, nodeid, uid, gid, pid, ...
+        let opcode = u32::from_ne_bytes(request[4..8].try_into().unwrap());
+        let unique = u64::from_ne_bytes(request[8..16].try_into().unwrap());
+        let pid = u32::from_ne_bytes(request[32..36].try_into().unwrap());
+        match opcode {
+            INIT => {
+                // struct fuse_init_out: protocol 7.31, max_write 4096, no features.
+                let mut init = [0u8; 64];
+                init[0..4].copy_from_slice(&7u32.to_ne_bytes());
+                init[4..8].copy_from_slice(&31u32.to_ne_bytes());
+                init[20..24].copy_from_slice(&4096u32.to_ne_bytes());
+                fuse_reply(device, unique, 0, &init);
+            }
+            GETATTR => {
+                // struct fuse_attr_out for the root: a directory, inode 1, mode 0755.
+                let mut attr = [0u8; 104];
+                attr[16..24].copy_from_slice(&1u64.to_ne_bytes());
+                attr[76..80].copy_from_slice(&0o40755u32.to_ne_bytes());
+                attr[80..84].copy_from_slice(&2u32.to_ne_bytes());
+                fuse_reply(device, unique, 0, &attr);
+            }
+            LOOKUP => {
+                let mut state = state.lock().unwrap();
+                if state.released {
+                    fuse_reply(device, unique, -libc::ENOENT, &[]);
+                } else {
+                    state.held.push((unique, pid));
+                }
+            }
+            FORGET | BATCH_FORGET | INTERRUPT => {}
+            _ => fuse_reply(device, unique, -libc::ENOSYS, &[]),
+        }
+    }
+}
