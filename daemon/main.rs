@@ -10,9 +10,9 @@ fn main() -> ExitCode {
     // runtime), since it forks.
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|arg| arg == berth::spawn::INIT_ARG)
+        .is_some_and(|arg| arg == berth::runtime::helper::INIT_ARG)
     {
-        berth::init::main();
+        berth::runtime::init::main();
     }
     let args: Vec<_> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == "config" && args[2] == "default" {
@@ -78,7 +78,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                 _ = interrupt.recv() => {}
             }
         };
-        berth::server::serve(&config, shutdown)
+        berth::serve::serve(&config, shutdown)
             .await
             .map_err(Into::into)
     })

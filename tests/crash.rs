@@ -43,7 +43,7 @@ async fn a_hundred_crashes_leave_nothing_behind_after_restart_and_delete() {
         let id = format!("crash{round}");
         // Five rounds in six crash at a fault point, each point in turn; every sixth at a
         // moment of the clock.
-        let point = berth::fault::POINTS.get(round % 6).copied();
+        let point = berth::runtime::fault::POINTS.get(round % 6).copied();
         daemon.crash();
         match point {
             Some(point) => daemon.spawn_with_env(&[], &[("BERTH_FAULT", point)]),

@@ -41,7 +41,7 @@ async fn registry_is_loaded_from_the_state_root_at_start() {
     // alive by pid and start time (and never signals it: nothing here deletes these).
     let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
     let pid = sleeper.id() as i32;
-    let start_time = berth::process::ProcStat::read(pid)
+    let start_time = berth::runtime::process::ProcStat::read(pid)
         .unwrap()
         .unwrap()
         .start_time;

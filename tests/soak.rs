@@ -16,7 +16,7 @@ use std::{
 };
 
 use berth::{
-    process::ProcStat,
+    runtime::process::ProcStat,
     proto::{self, container_service_client::ContainerServiceClient, ContainerStatus},
 };
 use common::*;
@@ -395,11 +395,11 @@ async fn soak_create_start_delete_force_stays_flat() {
     );
     // `<root>/~deleting` is berthd's own, made at start-up; a delete renames a state
     // directory into it and then removes it, so it must be empty.
-    let tombstones = daemon.root.join(berth::container::TOMBSTONES);
+    let tombstones = daemon.root.join(berth::runtime::container::TOMBSTONES);
     assert_eq!(
         subdirectories(&daemon.root)
             .into_iter()
-            .filter(|name| name.as_str() != berth::container::TOMBSTONES)
+            .filter(|name| name.as_str() != berth::runtime::container::TOMBSTONES)
             .collect::<Vec<_>>(),
         Vec::<String>::new(),
         "state directories under {}",

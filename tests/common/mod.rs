@@ -547,7 +547,7 @@ pub async fn wait_output(path: &str, text: &str) -> String {
 
 /// True while a process with this pid exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
-    match berth::process::ProcStat::read(pid) {
+    match berth::runtime::process::ProcStat::read(pid) {
         Ok(Some(stat)) => !matches!(stat.state, 'Z' | 'X'),
         _ => false,
     }

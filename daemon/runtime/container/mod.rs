@@ -2,7 +2,8 @@
 //! kernel on every call (delete.md section 3), never trusted from disk.
 mod create;
 mod delete;
-mod signal;
+mod kill;
+mod pause;
 mod start;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
@@ -17,7 +18,7 @@ use crate::{
     error::Result,
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
-    spawn::InitBinary,
+    helper::InitBinary,
     state::{ContainerState, ExitRecord},
     status::Facts,
 };

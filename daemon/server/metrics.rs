@@ -1,7 +1,14 @@
 //! Prometheus metrics (OpenMetrics text, prometheus-client), served on --metrics-listen:
 //! calls by method and status code, delete latency by path, containers by status,
-//! kill-and-wait timeouts and teardown warnings.
-use std::sync::{Arc, OnceLock};
+//! kill-and-wait timeouts and teardown warnings. Everything but the containers (read at
+//! scrape time) is counted in one tower layer, [`MetricsLayer`], from the responses.
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -13,11 +20,14 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{container::Status, registry::Registry};
+use berth_runtime::{registry::Registry, status::Status};
+use tonic::codegen::http;
+
+const SERVICE_PREFIX: &str = "/berth.v1.ContainerService/";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    method: &'static str,
+    method: String,
     code: String,
 }
 
@@ -94,28 +104,33 @@ impl Metrics {
         }
     }
 
-    pub fn call(&self, method: &'static str, code: tonic::Code) {
+    fn answered<B>(&self, method: &str, response: &http::Response<B>, took: f64) {
+        // Unary successes carry their status in the trailers; errors (trailers-only
+        // responses) in the headers.
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok()?.parse::<i32>().ok())
+            .map_or(tonic::Code::Ok, tonic::Code::from_i32);
         self.calls
             .get_or_create(&CallLabels {
-                method,
+                method: method.to_owned(),
                 code: format!("{code:?}"),
             })
             .inc();
-    }
-
-    /// `path`: "stopped", "created" or "forced".
-    pub fn delete(&self, path: &'static str, seconds: f64) {
-        self.delete_seconds
-            .get_or_create(&PathLabel { path })
-            .observe(seconds);
-    }
-
-    pub fn kill_wait_timeout(&self) {
-        self.kill_wait_timeouts.inc();
-    }
-
-    pub fn teardown_warnings(&self, count: usize) {
-        self.teardown_warnings.inc_by(count as u64);
+        if method != "DeleteContainer" {
+            return;
+        }
+        // A delete answers DEADLINE_EXCEEDED only when its kill-and-wait ran out.
+        if code == tonic::Code::DeadlineExceeded {
+            self.kill_wait_timeouts.inc();
+        }
+        if let Some(deleted) = response.extensions().get::<Deleted>() {
+            self.delete_seconds
+                .get_or_create(&PathLabel { path: deleted.path })
+                .observe(took);
+            self.teardown_warnings.inc_by(deleted.warnings as u64);
+        }
     }
 
     fn render(&self, statuses: impl Iterator<Item = Status>) -> String {
@@ -143,6 +158,63 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String");
         text
+    }
+}
+
+/// What a successful DeleteContainer tells the metrics layer, in the response's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Deleted {
+    /// "stopped", "created" or "forced".
+    pub path: &'static str,
+    pub warnings: usize,
+}
+
+/// Counts every ContainerService call by method and code, with delete latencies.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetricsLayer;
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Counted<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Counted<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix(SERVICE_PREFIX)
+            .map(str::to_owned);
+        let began = Instant::now();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await?;
+            if let Some(method) = method {
+                global().answered(&method, &response, began.elapsed().as_secs_f64());
+            }
+            Ok(response)
+        })
     }
 }
 

@@ -1,6 +1,6 @@
-//! KillContainer, PauseContainer, ResumeContainer.
+//! KillContainer: a signal to the init, or to every process of the tree.
 use crate::{
-    container::{Container, Status},
+    container::Container,
     error::{Error, IoContext, Result},
 };
 
@@ -41,34 +41,6 @@ impl Container {
             _ => Err(Error::IncorrectStatus {
                 id: self.id.to_string(),
                 action: "kill",
-                status,
-            }),
-        }
-    }
-
-    pub async fn pause(&self) -> Result<()> {
-        self.set_frozen(true, Status::can_pause, "pause").await
-    }
-
-    pub async fn resume(&self) -> Result<()> {
-        self.set_frozen(false, Status::can_resume, "resume").await
-    }
-
-    async fn set_frozen(
-        &self,
-        frozen: bool,
-        allowed: fn(Status) -> bool,
-        action: &'static str,
-    ) -> Result<()> {
-        let status = self.status();
-        match self.state() {
-            Some(_) if allowed(status) => {
-                self.with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
-                    .await
-            }
-            _ => Err(Error::IncorrectStatus {
-                id: self.id.to_string(),
-                action,
                 status,
             }),
         }

@@ -30,7 +30,7 @@ use crate::{
     id::ContainerId,
     process::Pidfd,
     rdt,
-    spawn::{InitConfig, Proceed, Report, INIT_ARG},
+    helper::{InitConfig, Proceed, Report, INIT_ARG},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 

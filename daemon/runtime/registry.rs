@@ -392,16 +392,7 @@ impl Registry {
                 Err(Error::NotFound { id: id.to_string() })
             };
         };
-        let began = std::time::Instant::now();
         let outcome = container.delete(&self.runtime, force).await?;
-        let path = match (force, outcome.found) {
-            (true, _) => "forced",
-            (false, Some(crate::container::Status::Created)) => "created",
-            (false, _) => "stopped",
-        };
-        let metrics = crate::metrics::global();
-        metrics.delete(path, began.elapsed().as_secs_f64());
-        metrics.teardown_warnings(outcome.warnings.len());
         if let Some(exit) = &outcome.exited {
             self.events
                 .publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());

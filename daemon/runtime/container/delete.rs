@@ -83,7 +83,6 @@ impl Container {
         if init.has_exited() {
             return Ok(());
         }
-        crate::metrics::global().kill_wait_timeout();
         Err(Error::InitStillRunning {
             id: self.id.to_string(),
         })

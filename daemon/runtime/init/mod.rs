@@ -26,7 +26,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::{
     error::{IoContext, Result},
     hooks,
-    spawn::{Channel, InitConfig, Proceed, Report},
+    helper::{Channel, InitConfig, Proceed, Report},
 };
 
 /// Entry point of `berthd init <socket fd>`; never returns.

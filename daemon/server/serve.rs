@@ -22,18 +22,22 @@ use tonic_health::{
     ServingStatus,
 };
 
-use crate::{
-    api::Api,
-    authority::AuthorityFix,
-    authz::{AuthzLayer, Policy},
-    config::Config,
+use berth_runtime::{
     container::Runtime,
     error::{IoContext, Result},
     events::Events,
+    helper::InitBinary,
     process::Reaper,
-    proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
     registry::Registry,
-    spawn::InitBinary,
+};
+
+use crate::{
+    api::Api,
+    authz::{AuthzLayer, Policy},
+    config::Config,
+    metrics::MetricsLayer,
+    proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
+    unix_authority::AuthorityFix,
 };
 
 /// Why berthd refuses to start.
@@ -48,7 +52,7 @@ pub enum StartError {
     #[error("another berthd uses the state root {0}")]
     RootInUse(PathBuf),
     #[error(transparent)]
-    Setup(#[from] crate::error::Error),
+    Setup(#[from] berth_runtime::error::Error),
     #[error("{0}")]
     Insecure(&'static str),
     #[error("gRPC reflection: {0}")]
@@ -78,7 +82,7 @@ pub async fn serve(
     });
     report(&health, ServingStatus::NotServing).await;
 
-    let cgroups = crate::cgroups::detect().map_err(crate::error::Error::from)?;
+    let cgroups = berth_runtime::cgroups::detect().map_err(berth_runtime::error::Error::from)?;
     tracing::info!(layout = %cgroups.layout(), "cgroup layout");
     let runtime = Runtime {
         root: config.root.clone(),
@@ -152,6 +156,7 @@ pub async fn serve(
             .max_concurrent_streams(config.max_concurrent_streams)
             .timeout(config.rpc_timeout)
             .layer(AuthzLayer(policy.clone()))
+            .layer(MetricsLayer)
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
             .add_service(reflection_v1alpha.clone())

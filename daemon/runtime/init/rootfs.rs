@@ -20,7 +20,7 @@ use super::resolve::{fd_path, open_in_root, secure_join};
 use crate::{
     cgroups::ContainerMount,
     error::{Error, IoContext, Result},
-    spawn::InitConfig,
+    helper::InitConfig,
 };
 
 /// The devices every container gets, as runc gives them: (path, major, minor).

@@ -1,0 +1,450 @@
+//! The gRPC face of the registry: validate, call the library, map the error. Nothing else
+//! happens here.
+use std::{pin::Pin, sync::Arc};
+
+use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status};
+
+use berth_runtime::{
+    cgroups::{devices::DeviceError, CgroupError},
+    container::{self, CreateRequest, Snapshot},
+    error::Error,
+    events::{self, EventKind},
+    id::ContainerId,
+    registry::Registry,
+    state::ExitRecord,
+};
+
+use crate::{
+    metrics,
+    proto::{self, container_service_server::ContainerService},
+};
+
+pub struct Api {
+    registry: Arc<Registry>,
+    /// Turns true when the daemon shuts down; event streams end then, so a graceful
+    /// shutdown does not wait for subscribers that never hang up.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Api {
+    pub fn new(registry: Arc<Registry>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { registry, shutdown }
+    }
+
+    /// Runs a change on its own task, to its end: a caller that goes away (or a call past
+    /// --rpc-timeout) must not abandon a create or a delete half-way, leaving behind what
+    /// only a crash should. The call's span goes with it.
+    async fn complete<T, Work>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(Arc<Registry>) -> Work,
+    ) -> Result<T, Status>
+    where
+        Work: std::future::Future<Output = berth_runtime::error::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        use tracing::Instrument;
+        let task = tokio::spawn(work(self.registry.clone()).in_current_span());
+        match task.await {
+            Ok(result) => result.map_err(failed(what)),
+            Err(e) => Err(Status::internal(format!("{what} did not finish: {e}"))),
+        }
+    }
+}
+
+/// The single place where library errors become gRPC statuses.
+fn to_status(error: Error) -> Status {
+    let message = error.to_string();
+    match error {
+        Error::InvalidId(_)
+        | Error::InvalidBundle { .. }
+        | Error::Unsupported { .. }
+        | Error::InvalidConfig { .. }
+        | Error::InvalidSignal(_)
+        | Error::InitFailed {
+            caller_error: true, ..
+        } => Status::invalid_argument(message),
+        Error::NotFound { .. } | Error::BundleNotFound { .. } => Status::not_found(message),
+        Error::AlreadyExists { .. } => Status::already_exists(message),
+        Error::IncorrectStatus { .. } | Error::NotStopped { .. } | Error::Unavailable { .. } => {
+            Status::failed_precondition(message)
+        }
+        Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
+        Error::Cgroup(CgroupError::MissingController { .. }) => {
+            Status::failed_precondition(message)
+        }
+        Error::Cgroup(
+            CgroupError::InvalidResources(_)
+            | CgroupError::Devices(
+                DeviceError::InvalidRule { .. } | DeviceError::WildcardHole { .. },
+            ),
+        ) => Status::invalid_argument(message),
+        Error::CorruptState { .. }
+        | Error::Io { .. }
+        | Error::Cgroup(_)
+        | Error::Destroy { .. }
+        | Error::InitFailed { .. } => Status::internal(message),
+    }
+}
+
+/// Linux's PATH_MAX: no longer path can name a file.
+const MAX_PATH: usize = 4096;
+
+fn parse_id(raw: &str) -> Result<ContainerId, Status> {
+    ContainerId::parse(raw).map_err(to_status)
+}
+
+/// Logs a failed call where the error is decided, then maps it.
+fn failed(what: &'static str) -> impl Fn(Error) -> Status {
+    move |error| {
+        tracing::warn!(error = %error, "{what} failed");
+        to_status(error)
+    }
+}
+
+// The runtime's types as the API spells them (free functions: neither side is this crate's).
+
+fn status_of(status: container::Status) -> proto::ContainerStatus {
+    match status {
+        container::Status::Created => proto::ContainerStatus::Created,
+        container::Status::Running => proto::ContainerStatus::Running,
+        container::Status::Paused => proto::ContainerStatus::Paused,
+        container::Status::Stopped => proto::ContainerStatus::Stopped,
+        container::Status::Unknown => proto::ContainerStatus::Unknown,
+    }
+}
+
+fn exit_of(exit: ExitRecord) -> proto::ExitStatus {
+    proto::ExitStatus {
+        code: exit.code,
+        signal: exit.signal,
+        exited_at: Some(exit.exited_at.into()),
+    }
+}
+
+fn container_of(s: Snapshot) -> proto::Container {
+    proto::Container {
+        id: s.id,
+        status: status_of(s.status).into(),
+        pid: s.pid.map_or(0, |pid| pid as u32),
+        bundle: s.bundle.to_string_lossy().into_owned(),
+        annotations: s.annotations.into_iter().collect(),
+        created_at: s.created.map(Into::into),
+        exit_status: s.exit.map(exit_of),
+        status_reason: s.status_reason,
+    }
+}
+
+fn event_type_of(kind: EventKind) -> proto::EventType {
+    match kind {
+        EventKind::Created => proto::EventType::Created,
+        EventKind::Started => proto::EventType::Started,
+        EventKind::Paused => proto::EventType::Paused,
+        EventKind::Resumed => proto::EventType::Resumed,
+        EventKind::Exited => proto::EventType::Exited,
+        EventKind::Deleted => proto::EventType::Deleted,
+        EventKind::Oom => proto::EventType::Oom,
+    }
+}
+
+fn event_of(event: &events::Event) -> proto::Event {
+    proto::Event {
+        sequence: event.sequence,
+        r#type: event_type_of(event.kind).into(),
+        id: event.id.clone(),
+        timestamp: Some(event.at.into()),
+        exit_status: event.exit.clone().map(exit_of),
+        warnings: event.warnings.clone(),
+        missed: 0,
+    }
+}
+
+/// Which events a WatchEvents caller asked for.
+struct EventFilter {
+    id: String,
+    types: Vec<i32>,
+}
+
+impl EventFilter {
+    fn matches(&self, event: &events::Event) -> bool {
+        (self.id.is_empty() || self.id == event.id)
+            && (self.types.is_empty() || self.types.contains(&event_type_of(event.kind).into()))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContainerService for Api {
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn create_container(
+        &self,
+        request: Request<proto::CreateContainerRequest>,
+    ) -> Result<Response<proto::CreateContainerResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        for (what, path) in [
+            ("bundle", &request.bundle),
+            ("stdout_path", &request.stdout_path),
+            ("stderr_path", &request.stderr_path),
+        ] {
+            if path.len() > MAX_PATH {
+                return Err(Status::invalid_argument(format!(
+                    "{what} {} is longer than {MAX_PATH} bytes",
+                    berth_runtime::error::shorten(path)
+                )));
+            }
+        }
+        let path = |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
+        let create = CreateRequest {
+            bundle: std::path::PathBuf::from(&request.bundle),
+            stdout: path(request.stdout_path),
+            stderr: path(request.stderr_path),
+        };
+        let snapshot = self
+            .complete("create", |registry| async move {
+                registry.create(&id, create).await
+            })
+            .await?;
+        Ok(Response::new(proto::CreateContainerResponse {
+            container: Some(container_of(snapshot)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn start_container(
+        &self,
+        request: Request<proto::StartContainerRequest>,
+    ) -> Result<Response<proto::StartContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        let (snapshot, warnings) = self
+            .complete("start", |registry| async move { registry.start(&id).await })
+            .await?;
+        for warning in warnings {
+            tracing::warn!(warning, "start warning");
+        }
+        Ok(Response::new(proto::StartContainerResponse {
+            container: Some(container_of(snapshot)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn kill_container(
+        &self,
+        request: Request<proto::KillContainerRequest>,
+    ) -> Result<Response<proto::KillContainerResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let (signal, all) = (request.signal, request.all);
+        self.complete("kill", |registry| async move {
+            registry.kill(&id, signal, all).await
+        })
+        .await?;
+        Ok(Response::new(proto::KillContainerResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn pause_container(
+        &self,
+        request: Request<proto::PauseContainerRequest>,
+    ) -> Result<Response<proto::PauseContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        self.complete("pause", |registry| async move { registry.pause(&id).await })
+            .await?;
+        Ok(Response::new(proto::PauseContainerResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn resume_container(
+        &self,
+        request: Request<proto::ResumeContainerRequest>,
+    ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        self.complete(
+            "resume",
+            |registry| async move { registry.resume(&id).await },
+        )
+        .await?;
+        Ok(Response::new(proto::ResumeContainerResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, force = request.get_ref().force))]
+    async fn delete_container(
+        &self,
+        request: Request<proto::DeleteContainerRequest>,
+    ) -> Result<Response<proto::DeleteContainerResponse>, Status> {
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let force = request.force;
+        let outcome = self
+            .complete("delete", |registry| async move {
+                registry.delete(&id, force).await
+            })
+            .await?;
+        for warning in &outcome.warnings {
+            tracing::warn!(warning, "delete warning");
+        }
+        let deleted = metrics::Deleted {
+            path: match (force, outcome.found) {
+                (true, _) => "forced",
+                (false, Some(container::Status::Created)) => "created",
+                (false, _) => "stopped",
+            },
+            warnings: outcome.warnings.len(),
+        };
+        let mut response = Response::new(proto::DeleteContainerResponse {
+            container: outcome.snapshot.map(container_of),
+            warnings: outcome.warnings,
+        });
+        response.extensions_mut().insert(deleted);
+        Ok(response)
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_container(
+        &self,
+        request: Request<proto::GetContainerRequest>,
+    ) -> Result<Response<proto::GetContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        let snapshot = self.registry.get(&id).await.map_err(to_status)?;
+        Ok(Response::new(proto::GetContainerResponse {
+            container: Some(container_of(snapshot)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_containers(
+        &self,
+        _request: Request<proto::ListContainersRequest>,
+    ) -> Result<Response<proto::ListContainersResponse>, Status> {
+        let containers = self
+            .registry
+            .list()
+            .await
+            .into_iter()
+            .map(container_of)
+            .collect();
+        Ok(Response::new(proto::ListContainersResponse { containers }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn watch_events(
+        &self,
+        request: Request<proto::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let request = request.into_inner();
+        if !request.id.is_empty() {
+            parse_id(&request.id)?;
+        }
+        let filter = EventFilter {
+            id: request.id,
+            types: request.types,
+        };
+        let mut events = self.registry.events.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        // A small buffer: the broadcast receiver is the real, bounded backlog, and it is what
+        // reports how many events a slow reader missed.
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            tracing::debug!("event subscriber joined");
+            loop {
+                let item = tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(event) if filter.matches(&event) => event_of(event.as_ref()),
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(missed)) => proto::Event {
+                            r#type: proto::EventType::Lagged.into(),
+                            timestamp: Some(std::time::SystemTime::now().into()),
+                            missed,
+                            ..Default::default()
+                        },
+                        Err(RecvError::Closed) => break,
+                    },
+                    () = tx.closed() => break,
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                };
+                tokio::select! {
+                    sent = tx.send(Ok(item)) => if sent.is_err() { break },
+                    _ = shutdown.wait_for(|stopping| *stopping) => break,
+                }
+            }
+            tracing::debug!("event subscriber left");
+        });
+        let stream: Self::WatchEventsStream = Box::pin(ReceiverStream::new(rx));
+        Ok(Response::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_codes_their_cause_calls_for() {
+        let missing = CgroupError::MissingController {
+            field: "linux.resources.memory.limit".into(),
+            controller: "memory".into(),
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            hint: String::new(),
+        };
+        let busy = CgroupError::Io {
+            action: "remove cgroup",
+            path: PathBuf::from("/sys/fs/cgroup/c1"),
+            source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        let cases: Vec<(Error, Code)> = vec![
+            (Error::InvalidSignal(99), Code::InvalidArgument),
+            (
+                Error::InvalidConfig {
+                    field: "process.cwd".into(),
+                    reason: "x".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (Error::NotFound { id: "c1".into() }, Code::NotFound),
+            (
+                Error::NotStopped {
+                    id: "c1".into(),
+                    status: container::Status::Running,
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::Cgroup(missing), Code::FailedPrecondition),
+            (Error::Cgroup(busy), Code::Internal),
+            (
+                Error::InitStillRunning { id: "c1".into() },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: true,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                Error::InitFailed {
+                    id: "c1".into(),
+                    message: "m".into(),
+                    caller_error: false,
+                },
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let shown = error.to_string();
+            let status = to_status(error);
+            assert_eq!(status.code(), code, "{shown}");
+            assert_eq!(status.message(), shown);
+        }
+    }
+}
