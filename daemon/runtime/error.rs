@@ -2,7 +2,7 @@
 //! `api` alone turns it into a gRPC status.
 use std::path::PathBuf;
 
-use crate::container::Status;
+use crate::status::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

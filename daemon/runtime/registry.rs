@@ -12,12 +12,12 @@ use std::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    container::{Container, CreateRequest, Record, Runtime, Snapshot, TOMBSTONES},
+    container::{Container, CreateRequest, DeleteOutcome, Record, Runtime, Snapshot, TOMBSTONES},
     error::{Error, IoContext, Result},
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
-    state::{ContainerState, ExitRecord, STATE_FILE},
+    state::{ContainerState, STATE_FILE},
 };
 
 type Slot = Arc<SlotState>;
@@ -59,18 +59,6 @@ pub struct Registry {
     runtime: Runtime,
     slots: Mutex<BTreeMap<ContainerId, Slot>>,
     pub events: Arc<Events>,
-}
-
-/// What a successful delete hands back (delete.md D17).
-#[derive(Debug, Default)]
-pub struct DeleteOutcome {
-    /// The container's last snapshot; `None` when the id was unknown and force was set.
-    pub snapshot: Option<Snapshot>,
-    pub warnings: Vec<String>,
-    /// The init's exit (with its status when known), when this delete was first to see it.
-    pub exited: Option<Option<ExitRecord>>,
-    /// The status the delete found the container in, before any kill.
-    pub found: Option<crate::container::Status>,
 }
 
 /// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller

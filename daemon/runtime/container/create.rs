@@ -26,11 +26,12 @@ use crate::{
     blocking, cgroups,
     container::{Container, Record, Runtime},
     error::{Error, IoContext, Result},
-    fault, hooks,
+    fault,
+    helper::{InitConfig, Proceed, Report, INIT_ARG},
+    hooks,
     id::ContainerId,
     process::Pidfd,
     rdt,
-    helper::{InitConfig, Proceed, Report, INIT_ARG},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 

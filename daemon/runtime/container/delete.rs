@@ -3,12 +3,24 @@
 //! directory goes leaves the container in place, so the next delete carries on (D12).
 use crate::{
     blocking,
-    container::{Container, Record, Runtime},
+    container::{Container, Record, Runtime, Snapshot},
     error::{Error, IoContext, Result},
     fault, hooks, rdt,
-    registry::DeleteOutcome,
-    status::DeleteStep,
+    state::ExitRecord,
+    status::{DeleteStep, Status},
 };
+
+/// What a successful delete hands back (delete.md D17).
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    /// The container's last snapshot; `None` when the id was unknown and force was set.
+    pub snapshot: Option<Snapshot>,
+    pub warnings: Vec<String>,
+    /// The init's exit (with its status when known), when this delete was first to see it.
+    pub exited: Option<Option<ExitRecord>>,
+    /// The status the delete found the container in, before any kill.
+    pub found: Option<Status>,
+}
 
 impl Container {
     pub async fn delete(&mut self, runtime: &Runtime, force: bool) -> Result<DeleteOutcome> {

@@ -10,15 +10,15 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time:
 
 pub use crate::status::Status;
 pub use create::CreateRequest;
-pub use delete::TOMBSTONES;
+pub use delete::{DeleteOutcome, TOMBSTONES};
 
 use crate::{
     blocking,
     cgroups::{self, CgroupManager},
     error::Result,
+    helper::InitBinary,
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
-    helper::InitBinary,
     state::{ContainerState, ExitRecord},
     status::Facts,
 };

@@ -25,8 +25,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{
     error::{IoContext, Result},
-    hooks,
     helper::{Channel, InitConfig, Proceed, Report},
+    hooks,
 };
 
 /// Entry point of `berthd init <socket fd>`; never returns.
