@@ -835,3 +835,26 @@ async fn d18_subscribers_see_exited_then_deleted() {
     use berth::proto::EventType::*;
     assert_eq!(kinds, [Created, Started, Exited, Deleted]);
 }
+
+/// Issue 13, item 2: the tombstone directory removed under a running berthd.
+#[tokio::test]
+async fn state_dir_is_removed_even_when_the_tombstone_directory_is_missing() {
+    let mut daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["true"]);
+    daemon.run("orphan", &bundle, None).await;
+    wait_exit_status(&mut daemon.client().await, "orphan").await;
+    std::fs::remove_dir(daemon.root.join(berth::runtime::state_dir::TOMBSTONES)).unwrap();
+    daemon.delete("orphan", false).await.unwrap();
+    assert!(
+        !daemon.root.join("orphan").exists(),
+        "state directory left behind"
+    );
+    // And it stays gone across a restart.
+    daemon.terminate().await;
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    assert_eq!(
+        daemon.get("orphan").await.unwrap_err().code(),
+        Code::NotFound
+    );
+}

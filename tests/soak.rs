@@ -16,8 +16,8 @@ use std::{
 };
 
 use berth::{
-    runtime::process::ProcStat,
     proto::{self, container_service_client::ContainerServiceClient, ContainerStatus},
+    runtime::process::ProcStat,
 };
 use common::*;
 use tonic::transport::Channel;
@@ -395,11 +395,11 @@ async fn soak_create_start_delete_force_stays_flat() {
     );
     // `<root>/~deleting` is berthd's own, made at start-up; a delete renames a state
     // directory into it and then removes it, so it must be empty.
-    let tombstones = daemon.root.join(berth::runtime::container::TOMBSTONES);
+    let tombstones = daemon.root.join(berth::runtime::state_dir::TOMBSTONES);
     assert_eq!(
         subdirectories(&daemon.root)
             .into_iter()
-            .filter(|name| name.as_str() != berth::runtime::container::TOMBSTONES)
+            .filter(|name| name.as_str() != berth::runtime::state_dir::TOMBSTONES)
             .collect::<Vec<_>>(),
         Vec::<String>::new(),
         "state directories under {}",

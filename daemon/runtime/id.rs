@@ -1,6 +1,6 @@
 //! Container ids (delete.md D1, D2): the only way to turn a caller's string into a path
 //! under the state root.
-use std::{fmt, path::Path, path::PathBuf};
+use std::fmt;
 
 use crate::error::{Error, Result};
 
@@ -23,11 +23,6 @@ impl ContainerId {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// `<root>/<id>`: the container's state directory.
-    pub fn state_dir(&self, root: &Path) -> PathBuf {
-        root.join(&self.0)
     }
 }
 

@@ -16,4 +16,5 @@ pub mod process;
 pub mod rdt;
 pub mod registry;
 pub mod state;
+pub mod state_dir;
 pub mod status;

@@ -5,19 +5,18 @@
 //! itself is only locked for lookups, never across an await.
 use std::{
     collections::BTreeMap,
-    fs, io,
+    io,
     sync::{Arc, Mutex},
 };
 
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
-    container::{Container, CreateRequest, DeleteOutcome, Record, Runtime, Snapshot, TOMBSTONES},
-    error::{Error, IoContext, Result},
+    container::{Container, CreateRequest, DeleteOutcome, Record, Runtime, Snapshot},
+    error::{Error, Result},
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
-    state::{ContainerState, STATE_FILE},
 };
 
 type Slot = Arc<SlotState>;
@@ -75,42 +74,20 @@ impl Registry {
     /// early and is left for delete (D4); a state file that does not parse is kept as an
     /// UNKNOWN container that says why (D5).
     pub fn load(runtime: Runtime, events: Events) -> Result<Self> {
-        let root = runtime.root.as_path();
+        let root = runtime.root.path();
         let mut slots = BTreeMap::new();
-        let entries =
-            fs::read_dir(root).context(|| format!("read state root {}", root.display()))?;
-        for entry in entries {
-            let entry = entry.context(|| format!("read state root {}", root.display()))?;
-            if entry.file_name() == TOMBSTONES {
-                // Deletes that crashed while removing state directories; finish them.
-                for tombstone in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-                    if let Err(e) = fs::remove_dir_all(tombstone.path()) {
-                        tracing::warn!(path = %tombstone.path().display(), error = %e, "cannot finish removing a deleted state directory");
-                    }
-                }
-                continue;
-            }
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| ContainerId::parse(name).ok())
-            else {
-                continue;
-            };
-            let dir = entry.path();
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let record = match ContainerState::load(&dir) {
-                Ok(state) if state.id == id.as_str() => Record::Valid(state),
-                Ok(state) => Record::Corrupt {
-                    path: ContainerState::path(&dir),
+        for (id, dir) in runtime.root.dirs()? {
+            let record = match dir.load() {
+                Ok(Some(state)) if state.id == id.as_str() => Record::Valid(state),
+                Ok(Some(state)) => Record::Corrupt {
+                    path: dir.state_file(),
                     reason: format!("it names container {:?}", state.id),
                 },
-                Err(_) if !dir.join(STATE_FILE).exists() => continue,
-                Err(reason) => Record::Corrupt {
-                    path: ContainerState::path(&dir),
-                    reason,
+                // A create that died before writing state.json: left for D4.
+                Ok(None) => continue,
+                Err(error) => Record::Corrupt {
+                    path: dir.state_file(),
+                    reason: error.to_string(),
                 },
             };
             if let Record::Corrupt { path, reason } = &record {
@@ -118,13 +95,6 @@ impl Registry {
             }
             let container = Container::load(id.clone(), dir, record, runtime.cgroups.clone());
             slots.insert(id, Arc::new(SlotState::new(container)));
-        }
-        // Made once here rather than by each delete, so that it is always there.
-        match fs::create_dir(root.join(TOMBSTONES)) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(e).context(|| format!("create {}", root.join(TOMBSTONES).display()))
-            }
-            _ => {}
         }
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {
@@ -398,14 +368,15 @@ impl Registry {
     /// delete.md D4: a directory without a registry entry is what a create that died before
     /// writing state.json leaves. Failing to remove it is logged, not returned.
     async fn remove_leftover_dir(&self, id: &ContainerId) {
-        let dir = id.state_dir(&self.runtime.root);
-        let is_dir = tokio::fs::symlink_metadata(&dir)
+        let dir = self.runtime.root.dir(id);
+        let is_dir = tokio::fs::symlink_metadata(dir.path())
             .await
             .is_ok_and(|m| m.is_dir());
         if !is_dir {
             return;
         }
-        match tokio::fs::remove_dir_all(&dir).await {
+        let dir = dir.path();
+        match tokio::fs::remove_dir_all(dir).await {
             Ok(()) => {
                 tracing::info!(id = %id, dir = %dir.display(), "removed leftover state directory")
             }

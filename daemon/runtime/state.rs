@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, Result};
 
-pub const STATE_FILE: &str = "state.json";
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -86,29 +85,57 @@ pub struct RdtGroup {
     pub created_by_berth: bool,
 }
 
+/// Why a state file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parse {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: schema version {found} is newer than this berthd understands ({SCHEMA_VERSION})", path.display())]
+    TooNew { path: PathBuf, found: u32 },
+}
+
 impl ContainerState {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join(STATE_FILE)
-    }
-
-    pub fn load(dir: &Path) -> std::result::Result<Self, String> {
-        let path = Self::path(dir);
-        let bytes = fs::read(&path).map_err(|e| e.to_string())?;
-        let state: Self = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    /// `None` when the file does not exist.
+    pub fn load(path: &Path) -> std::result::Result<Option<Self>, StateError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let state: Self = serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         if state.schema_version > SCHEMA_VERSION {
-            return Err(format!(
-                "schema version {} is newer than this berthd understands ({SCHEMA_VERSION})",
-                state.schema_version
-            ));
+            return Err(StateError::TooNew {
+                path: path.to_owned(),
+                found: state.schema_version,
+            });
         }
-        Ok(state)
+        Ok(Some(state))
     }
 
-    /// Replaces `<dir>/state.json` atomically: temp file, fsync, rename, fsync of the
+    /// Replaces the file at `path` atomically: temp file, fsync, rename, fsync of the
     /// directory (without the last step the rename itself may not survive a power cut).
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let path = Self::path(dir);
-        let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(path.file_name().unwrap_or_default());
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
         let json = serde_json::to_vec_pretty(self).expect("state serializes");
         let write = || -> std::io::Result<()> {
             let mut file = OpenOptions::new()
@@ -119,7 +146,7 @@ impl ContainerState {
                 .open(&tmp)?;
             file.write_all(&json)?;
             file.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            fs::rename(&tmp, path)?;
             File::open(dir)?.sync_all()
         };
         write().context(|| format!("write {}", path.display()))
@@ -169,30 +196,34 @@ mod tests {
     #[test]
     fn save_then_load_round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        sample().save(dir.path()).unwrap();
-        assert_eq!(ContainerState::load(dir.path()).unwrap(), sample());
+        let path = dir.path().join("state.json");
+        sample().save(&path).unwrap();
+        assert_eq!(ContainerState::load(&path).unwrap(), Some(sample()));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [STATE_FILE]);
+        assert_eq!(names, ["state.json"]);
     }
 
     #[test]
-    fn minimal_file_loads_with_defaults() {
+    fn minimal_file_loads_with_defaults_and_a_missing_one_is_none() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert!(ContainerState::load(&path).unwrap().is_none());
         fs::write(
-            dir.path().join(STATE_FILE),
+            &path,
             r#"{"schemaVersion":1,"id":"x","bundle":"/b","created":"2026-01-02T03:04:05Z"}"#,
         )
         .unwrap();
-        let state = ContainerState::load(dir.path()).unwrap();
+        let state = ContainerState::load(&path).unwrap().unwrap();
         assert!(state.init.is_none() && state.cgroup_dirs.is_empty());
     }
 
     #[test]
     fn broken_files_report_why() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
         for (content, expected) in [
             ("{", "EOF"),
             (r#"{"schemaVersion":"one"}"#, "invalid type"),
@@ -201,8 +232,8 @@ mod tests {
                 "newer",
             ),
         ] {
-            fs::write(dir.path().join(STATE_FILE), content).unwrap();
-            let reason = ContainerState::load(dir.path()).unwrap_err();
+            fs::write(&path, content).unwrap();
+            let reason = ContainerState::load(&path).unwrap_err().to_string();
             assert!(reason.contains(expected), "{content}: {reason}");
         }
     }

@@ -29,6 +29,7 @@ use berth_runtime::{
     helper::InitBinary,
     process::Reaper,
     registry::Registry,
+    state_dir::StateRoot,
 };
 
 use crate::{
@@ -85,7 +86,7 @@ pub async fn serve(
     let cgroups = berth_runtime::cgroups::detect().map_err(berth_runtime::error::Error::from)?;
     tracing::info!(layout = %cgroups.layout(), "cgroup layout");
     let runtime = Runtime {
-        root: config.root.clone(),
+        root: StateRoot::open(&config.root)?,
         cgroup_parent: config.cgroup_parent.clone(),
         resctrl_root: config.resctrl_root.clone(),
         kill_wait_rounds: config.kill_wait_rounds,

@@ -6,10 +6,7 @@ use std::{
     fs::{self, OpenOptions},
     os::{
         fd::{AsFd, AsRawFd},
-        unix::{
-            fs::{DirBuilderExt, OpenOptionsExt},
-            process::CommandExt,
-        },
+        unix::{fs::OpenOptionsExt, process::CommandExt},
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -35,8 +32,6 @@ use crate::{
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 
-/// The FIFO the init blocks on until StartContainer (in the state directory).
-pub const EXEC_FIFO: &str = "exec.fifo";
 /// How long the helper may take between two reports before create gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -350,19 +345,8 @@ impl Container {
             )));
         }
 
-        let dir = id.state_dir(&runtime.root);
-        // A directory without a registry entry is a create that died before state.json
-        // (delete.md D4): it holds nothing worth keeping.
-        if fs::symlink_metadata(&dir).is_ok() {
-            fs::remove_dir_all(&dir)
-                .context(|| format!("remove leftover {}", dir.display()))
-                .map_err(no_leftover)?;
-        }
-        fs::DirBuilder::new()
-            .mode(0o711)
-            .create(&dir)
-            .context(|| format!("create state directory {}", dir.display()))
-            .map_err(no_leftover)?;
+        let dir = runtime.root.dir(&id);
+        dir.create().map_err(no_leftover)?;
         let state = ContainerState {
             schema_version: SCHEMA_VERSION,
             id: id.to_string(),
@@ -383,8 +367,8 @@ impl Container {
             rdt,
             hooks: bundle.spec.hooks().clone(),
         };
-        if let Err(e) = state.save(&dir) {
-            let _ = fs::remove_dir_all(&dir);
+        if let Err(e) = dir.save(&state) {
+            let _ = fs::remove_dir_all(dir.path());
             return Err(no_leftover(e));
         }
         fault::point("after-state-written");
@@ -415,17 +399,7 @@ impl Container {
             .state()
             .expect("a new container's record is valid")
             .clone();
-        let fifo = self.dir.join(EXEC_FIFO);
-        // Open to everyone for writing: the init may already run as its user when it opens it.
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .context(|| format!("mkfifo {}", fifo.display()))?;
-        nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            &fifo,
-            nix::sys::stat::Mode::from_bits_truncate(0o622),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .context(|| format!("chmod {}", fifo.display()))?;
+        self.dir.make_exec_fifo()?;
 
         let plan = cgroups::Plan {
             dirs: state.cgroup_dirs.clone(),
@@ -486,7 +460,7 @@ impl Container {
             .send(&InitConfig {
                 spec: bundle.spec.clone(),
                 rootfs: bundle.rootfs.clone(),
-                exec_fifo: fifo,
+                exec_fifo: self.dir.exec_fifo(),
                 cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
             })
             .await?;
@@ -536,7 +510,7 @@ impl Container {
     async fn abandon(&mut self, runtime: &Runtime) -> Result<()> {
         self.kill_and_wait(runtime).await?;
         self.release_resources().await?;
-        super::delete::remove_state_dir(&self.dir)
+        self.dir.remove()
     }
 }
 

@@ -129,7 +129,7 @@ impl Container {
         self.release_resources().await.map_err(fail)?;
         fault::point("after-cgroup-removed");
         let stopped_state = self.oci_state("stopped");
-        remove_state_dir(&self.dir).map_err(fail)?;
+        self.dir.remove().map_err(fail)?;
         fault::point("after-state-dir-removed");
         let mut warnings = Vec::new();
         let poststop = self
@@ -163,7 +163,7 @@ impl Container {
             id: self.id.to_string(),
             cause: Box::new(cause.into()),
         })?;
-        remove_state_dir(&self.dir)?;
+        self.dir.remove()?;
         Ok(format!(
             "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
              its processes, other cgroups, RDT group and poststop hooks could not be checked",
@@ -173,50 +173,24 @@ impl Container {
     }
 }
 
-/// Where state directories go while they are removed (made when the registry loads): `~`
-/// cannot occur in an id, so this never passes for a container.
-pub const TOMBSTONES: &str = "~deleting";
-
-/// D13, atomically: the directory is first renamed into `<root>/~deleting/`, so a crash
-/// part-way through the removal leaves a tombstone (finished at the next start), never a
-/// half-emptied directory that looks like a container. (A subdirectory, not a prefixed
-/// name: an id may already be as long as a file name can be.)
-///
-/// A state directory holds two small files, so this runs on the caller's thread.
-pub fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
-    let (Some(root), Some(name)) = (dir.parent(), dir.file_name()) else {
-        return Ok(());
-    };
-    let tombstone = root.join(TOMBSTONES).join(name);
-    // One left by an earlier delete that could not finish would block the rename.
-    match std::fs::remove_dir_all(&tombstone) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).context(|| format!("remove {}", tombstone.display()))
-        }
-        _ => {}
-    }
-    match std::fs::rename(dir, &tombstone) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context(|| format!("remove state directory {}", dir.display())),
-    }
-    std::fs::remove_dir_all(&tombstone)
-        .context(|| format!("remove state directory {}", tombstone.display()))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{path::PathBuf, sync::Arc, time::SystemTime};
+    use std::{sync::Arc, time::SystemTime};
 
     use super::*;
     use crate::{
         cgroups::fake::{Call, Fake},
         id::ContainerId,
         state::{ContainerState, SCHEMA_VERSION},
+        state_dir::StateRoot,
         status::Status,
     };
 
     fn container(fake: &Arc<Fake>, shares_pid_namespace: bool) -> Container {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateRoot::open(root.path())
+            .unwrap()
+            .dir(&ContainerId::parse("c1").unwrap());
         let state = ContainerState {
             schema_version: SCHEMA_VERSION,
             id: "c1".into(),
@@ -233,7 +207,7 @@ mod tests {
         };
         Container::load(
             ContainerId::parse("c1").unwrap(),
-            PathBuf::from("/nonexistent/c1"),
+            dir,
             Record::Valid(state),
             fake.clone(),
         )

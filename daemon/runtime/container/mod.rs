@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time:
 
 pub use crate::status::Status;
 pub use create::CreateRequest;
-pub use delete::{DeleteOutcome, TOMBSTONES};
+pub use delete::DeleteOutcome;
 
 use crate::{
     blocking,
@@ -20,12 +20,13 @@ use crate::{
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
     state::{ContainerState, ExitRecord},
+    state_dir::{StateDir, StateRoot},
     status::Facts,
 };
 
 /// What container operations need from the daemon.
 pub struct Runtime {
-    pub root: PathBuf,
+    pub root: StateRoot,
     /// Relative container cgroup paths live under this, in every hierarchy.
     pub cgroup_parent: PathBuf,
     pub resctrl_root: PathBuf,
@@ -51,7 +52,7 @@ pub enum Record {
 #[derive(Debug)]
 pub struct Container {
     pub id: ContainerId,
-    pub dir: PathBuf,
+    pub dir: StateDir,
     pub record: Record,
     /// Held from the moment the init's identity is known (delete.md D6); `None` once it is
     /// gone or when there never was one.
@@ -81,7 +82,7 @@ impl Container {
     /// time and held by a pidfd from then on.
     pub fn load(
         id: ContainerId,
-        dir: PathBuf,
+        dir: StateDir,
         record: Record,
         cgroups: Arc<dyn CgroupManager>,
     ) -> Self {
@@ -184,7 +185,7 @@ impl Container {
             state_readable: true,
             frozen,
             init_alive,
-            exec_fifo: init_alive && self.dir.join(create::EXEC_FIFO).exists(),
+            exec_fifo: init_alive && self.dir.has_exec_fifo(),
         })
     }
 
@@ -213,7 +214,7 @@ impl Container {
         };
         let mut next = state.clone();
         change(&mut next);
-        next.save(&self.dir)?;
+        self.dir.save(&next)?;
         self.record = Record::Valid(next);
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::{
-    container::{create::EXEC_FIFO, Container, Runtime},
+    container::{Container, Runtime},
     error::{Error, IoContext, Result},
     hooks,
 };
@@ -24,7 +24,7 @@ impl Container {
                 status,
             });
         }
-        let fifo = self.dir.join(EXEC_FIFO);
+        let fifo = self.dir.exec_fifo();
         let mut reader = tokio::net::unix::pipe::OpenOptions::new()
             .open_receiver(&fifo)
             .context(|| format!("open {}", fifo.display()))?;
@@ -41,7 +41,7 @@ impl Container {
         }
         // From here the container counts as started (runc's rule: created means the FIFO
         // still exists), whatever happens to berthd next.
-        std::fs::remove_file(&fifo).context(|| format!("remove {}", fifo.display()))?;
+        self.dir.remove_exec_fifo()?;
 
         let mut warnings = Vec::new();
         let poststart = self
