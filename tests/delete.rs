@@ -4,6 +4,7 @@ mod common;
 
 use std::{
     fs,
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -857,4 +858,246 @@ async fn state_dir_is_removed_even_when_the_tombstone_directory_is_missing() {
         daemon.get("orphan").await.unwrap_err().code(),
         Code::NotFound
     );
+}
+
+fn with_cgroups_path(bundle: &mut Bundle, path: &str) {
+    bundle.edit(|c| c["linux"]["cgroupsPath"] = path.into());
+}
+
+/// Issue 13, item 1: cgroups that equal, contain or lie inside another container's.
+#[tokio::test]
+async fn create_refuses_a_cgroup_that_overlaps_another_containers() {
+    let daemon = Daemon::start().await;
+    let parent = &daemon.cgroup_parent;
+    let mut a = Bundle::busybox(&["sleep", "1000"]);
+    with_cgroups_path(&mut a, &format!("/{parent}/x/a"));
+    daemon.create("a", &a, None).await.unwrap();
+    for (id, path) in [
+        ("inside", format!("/{parent}/x/a/b")),
+        ("same", format!("/{parent}/x/a")),
+        ("around", format!("/{parent}/x")),
+    ] {
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+        with_cgroups_path(&mut bundle, &path);
+        let status = daemon.create(id, &bundle, None).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{id}: {status:?}");
+        assert!(status.message().contains("container a"), "{id}: {status:?}");
+        assert!(!daemon.root.join(id).exists(), "{id}");
+    }
+    // "." and "" resolve to berth's parent itself, which holds every default container.
+    for (id, path) in [
+        ("dot", "."),
+        ("empty", ""),
+        ("parent", &*format!("/{parent}")),
+    ] {
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+        with_cgroups_path(&mut bundle, path);
+        let status = daemon.create(id, &bundle, None).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{id}: {status:?}");
+        assert!(
+            status.message().contains("cgroup parent"),
+            "{id}: {status:?}"
+        );
+    }
+    daemon.delete("a", true).await.unwrap();
+}
+
+/// Issue 13, item 1, for state an older berth wrote: B's cgroup inside A's.
+#[tokio::test]
+async fn deleting_a_container_never_touches_a_cgroup_nested_in_its_own() {
+    let mut b_process = Command::new("sleep").arg("1000").spawn().unwrap();
+    let b_pid = b_process.id() as i32;
+    let mut daemon = Daemon::start().await;
+    let parent = daemon.cgroup_parent.clone();
+    let a_dirs = cgroup_dirs(&format!("{parent}/a"));
+    let b_dirs = cgroup_dirs(&format!("{parent}/a/b"));
+    for dir in &b_dirs {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    // B's process is in B's cgroup (the first hierarchy is enough to be found by a kill).
+    std::fs::write(b_dirs[0].join("cgroup.procs"), b_pid.to_string()).unwrap();
+    let list = |dirs: &[PathBuf]| serde_json::to_string(dirs).unwrap();
+    daemon.terminate().await;
+    write_state(
+        &daemon.root,
+        "a",
+        &format!(
+            r#""cgroupDirs":{},"createdCgroupDirs":{},"sharesPidNamespace":true"#,
+            list(&a_dirs),
+            list(&a_dirs)
+        ),
+    );
+    write_state(
+        &daemon.root,
+        "b",
+        &format!(
+            r#""cgroupDirs":{},"createdCgroupDirs":{},"init":{{"pid":{b_pid},"startTime":{}}}"#,
+            list(&b_dirs),
+            list(&b_dirs),
+            berth::runtime::process::ProcStat::read(b_pid)
+                .unwrap()
+                .unwrap()
+                .start_time
+        ),
+    );
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    // A is stopped (no init) and shares its PID namespace: a plain delete kills what its
+    // cgroup tree holds and removes it, except what is B's.
+    daemon.delete("a", false).await.unwrap();
+    assert!(process_alive(b_pid), "B's init was killed by A's delete");
+    for dir in &b_dirs {
+        assert!(dir.exists(), "{} of B was removed", dir.display());
+    }
+    assert_eq!(
+        daemon.get("b").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    daemon.delete("b", true).await.unwrap();
+    wait_gone(&[b_pid]).await;
+    let _ = b_process.wait();
+    for dir in a_dirs.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Issue 13, item 3: an absolute --cgroup-parent, and a corrupt state file.
+#[tokio::test]
+async fn d5_force_with_an_absolute_cgroup_parent_removes_the_default_cgroup() {
+    let mut daemon = Daemon::start().await;
+    let relative = daemon.cgroup_parent.clone();
+    // The helper passes its cgroup parent as it is: absolute, for this daemon's runs only.
+    let restart_absolute = |daemon: &mut Daemon| {
+        daemon.cgroup_parent = format!("/{relative}");
+        daemon.spawn(&[]);
+        daemon.cgroup_parent = relative.clone();
+    };
+    daemon.terminate().await;
+    restart_absolute(&mut daemon);
+    daemon.wait_serving().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let pid = daemon.run("corrupt", &bundle, None).await;
+    let cgroups = daemon.container_cgroups("corrupt");
+    assert!(cgroups.iter().all(|d| d.exists()));
+    daemon.terminate().await;
+    std::fs::write(daemon.root.join("corrupt/state.json"), "{ garbage").unwrap();
+    restart_absolute(&mut daemon);
+    daemon.wait_serving().await;
+    let response = daemon.delete("corrupt", true).await.unwrap();
+    assert!(
+        response
+            .warnings
+            .iter()
+            .any(|w| w.contains("its default cgroup")),
+        "{:?}",
+        response.warnings
+    );
+    wait_gone(&[pid]).await;
+    for dir in &cgroups {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn a_cgroup_parent_that_climbs_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BERTHD)
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--socket")
+        .arg(dir.path().join("berth.sock"))
+        .args(["--cgroup-parent", "a/../../b"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--cgroup-parent a/../../b"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("root").exists(), "the state root was made");
+}
+
+/// Issue 13, item 13: an operator's slice that was there before berth stays.
+#[tokio::test]
+async fn parent_levels_that_existed_before_berth_are_kept() {
+    let daemon = Daemon::start().await;
+    let slice = format!("{}/operator.slice", daemon.cgroup_parent);
+    // Made as an operator would: each v1 cpuset level gets CPUs and memory nodes.
+    for level in [daemon.cgroup_parent.clone(), slice.clone()] {
+        for dir in cgroup_dirs(&level) {
+            let _ = std::fs::create_dir(&dir);
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(parent) = std::fs::read_to_string(dir.parent().unwrap().join(file)) {
+                    std::fs::write(dir.join(file), parent.trim()).unwrap();
+                }
+            }
+        }
+    }
+    let mut bundle = Bundle::busybox(&["true"]);
+    with_cgroups_path(&mut bundle, &format!("/{slice}/c1"));
+    daemon.run("c1", &bundle, None).await;
+    wait_exit_status(&mut daemon.client().await, "c1").await;
+    daemon.delete("c1", false).await.unwrap();
+    for dir in cgroup_dirs(&slice) {
+        assert!(dir.exists(), "{} was removed", dir.display());
+        assert!(!dir.join("c1").exists());
+        std::fs::remove_dir(dir).unwrap();
+    }
+}
+
+/// A level berth made stays while a container lives below it, and goes with the last one,
+/// whichever container made it.
+#[tokio::test]
+async fn parent_levels_berth_made_go_with_the_last_container_below_them() {
+    let daemon = Daemon::start().await;
+    let group = format!("{}/group", daemon.cgroup_parent);
+    for id in ["first", "second"] {
+        let mut bundle = Bundle::busybox(&["true"]);
+        with_cgroups_path(&mut bundle, &format!("/{group}/{id}"));
+        daemon.run(id, &bundle, None).await;
+        wait_exit_status(&mut daemon.client().await, id).await;
+    }
+    daemon.delete("first", false).await.unwrap();
+    assert!(cgroup_dirs(&group).iter().all(|d| d.exists()));
+    daemon.delete("second", false).await.unwrap();
+    for dir in cgroup_dirs(&group) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+/// Issue 13, item 4: the exit a failed destroy saw is still published, before `deleted`.
+#[tokio::test]
+async fn exited_is_published_when_destroy_fails_after_kill_and_wait() {
+    let daemon = Daemon::start().await;
+    let mut events = daemon
+        .client()
+        .await
+        .watch_events(berth::proto::WatchEventsRequest {
+            id: "obstacle".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        event.r#type()
+    };
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("obstacle", &bundle, None).await;
+    let stuck = Stuck::new(&daemon.container_cgroups("obstacle")).await;
+    daemon.delete("obstacle", true).await.unwrap_err();
+    use berth::proto::EventType;
+    assert_eq!(next().await, EventType::Created);
+    assert_eq!(next().await, EventType::Started);
+    assert_eq!(next().await, EventType::Exited);
+    stuck.hold.release().unwrap();
+    daemon.delete("obstacle", false).await.unwrap();
+    assert_eq!(next().await, EventType::Deleted);
+    assert_eq!(stuck.process.wait_killed(), Some(9));
 }

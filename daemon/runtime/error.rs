@@ -53,6 +53,14 @@ pub enum Error {
         caller_error: bool,
     },
 
+    #[error("cgroup {} of container {id} overlaps cgroup {} of container {other}: a container's cgroup may not equal, contain or lie inside another's", path.display(), theirs.display())]
+    CgroupTaken {
+        id: String,
+        path: PathBuf,
+        other: String,
+        theirs: PathBuf,
+    },
+
     #[error("container init still running: {id}")]
     InitStillRunning { id: String },
 

@@ -6,12 +6,14 @@
 use std::{
     collections::BTreeMap,
     io,
+    path::PathBuf,
     sync::{Arc, Mutex},
 };
 
 use tokio::sync::OwnedMutexGuard;
 
 use crate::{
+    cgroups,
     container::{Container, CreateRequest, DeleteOutcome, Record, Runtime, Snapshot},
     error::{Error, Result},
     events::{EventKind, Events},
@@ -30,14 +32,30 @@ struct SlotState {
     /// Get and List answer while a long operation (a delete waiting for its init, a hook)
     /// holds the lock. Unused while the lock is free.
     last_seen: Mutex<Option<Snapshot>>,
+    /// The container's cgroup directories and the levels berth made for it, readable
+    /// without its lease: no other container may be placed in, above or below its
+    /// directories, nor may an operation on another touch them.
+    cgroups: Mutex<cgroups::Plan>,
 }
 
 impl SlotState {
     fn new(container: Container) -> Self {
+        let cgroups = container
+            .state()
+            .map(|state| cgroups::Plan {
+                dirs: state.cgroup_dirs.clone(),
+                created: state.created_cgroup_dirs.clone(),
+            })
+            .unwrap_or_default();
         Self {
             container: Arc::new(tokio::sync::Mutex::new(Some(container))),
             last_seen: Mutex::default(),
+            cgroups: Mutex::new(cgroups),
         }
+    }
+
+    fn cgroups(&self) -> std::sync::MutexGuard<'_, cgroups::Plan> {
+        self.cgroups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
@@ -173,6 +191,59 @@ impl Registry {
         });
     }
 
+    /// The cgroup directories every registered container but `id` records.
+    fn others_cgroups(&self, id: &ContainerId) -> Vec<PathBuf> {
+        self.slots()
+            .iter()
+            .filter(|(other, _)| *other != id)
+            .flat_map(|(_, slot)| slot.cgroups().dirs.clone())
+            .collect()
+    }
+
+    /// Records `plan` as `id`'s, unless one of its directories equals, contains or lies
+    /// inside a directory another container records (deleting either would then kill in
+    /// and remove the other's cgroup, and freezing one would freeze the other). Levels above
+    /// it that berth made for another container become this one's too. Returns the others'
+    /// directories. Checked and recorded under the map's lock, so two creates cannot both
+    /// pass.
+    fn claim_cgroups(&self, id: &ContainerId, plan: &mut cgroups::Plan) -> Result<Vec<PathBuf>> {
+        let slots = self.slots();
+        let mut others = Vec::new();
+        for (other, slot) in slots.iter().filter(|(other, _)| *other != id) {
+            let theirs = slot.cgroups();
+            for level in &theirs.created {
+                let above_ours = plan
+                    .dirs
+                    .iter()
+                    .any(|ours| ours.starts_with(level) && ours != level);
+                if above_ours && !plan.created.contains(level) {
+                    plan.created.push(level.clone());
+                }
+            }
+            for theirs in &theirs.dirs {
+                if let Some(ours) = plan
+                    .dirs
+                    .iter()
+                    .find(|ours| ours.starts_with(theirs) || theirs.starts_with(ours))
+                {
+                    return Err(Error::CgroupTaken {
+                        id: id.to_string(),
+                        path: ours.clone(),
+                        other: other.to_string(),
+                        theirs: theirs.clone(),
+                    });
+                }
+                others.push(theirs.clone());
+            }
+        }
+        // Parents before children, as creating and removing them needs.
+        plan.created.sort_by_key(|dir| dir.components().count());
+        if let Some(slot) = slots.get(id) {
+            *slot.cgroups() = plan.clone();
+        }
+        Ok(others)
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ContainerId, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -260,7 +331,8 @@ impl Registry {
         if lease.guard.is_some() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let container = match Container::create(&self.runtime, id.clone(), request).await {
+        let claim = |plan: &mut cgroups::Plan| self.claim_cgroups(id, plan);
+        let container = match Container::create(&self.runtime, id.clone(), request, claim).await {
             Ok(container) => container,
             Err((error, leftover)) => {
                 *lease.guard = leftover;
@@ -310,8 +382,9 @@ impl Registry {
     }
 
     pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {
+        let others = self.others_cgroups(id);
         self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
-            c.kill(signal, all).await
+            c.kill(signal, all, &others).await
         })
         .await
     }
@@ -350,7 +423,17 @@ impl Registry {
                 Err(Error::NotFound { id: id.to_string() })
             };
         };
-        let outcome = container.delete(&self.runtime, force).await?;
+        let others = self.others_cgroups(id);
+        let outcome = match container.delete(&self.runtime, force, &others).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if let Some(exit) = container.take_unpublished_exit() {
+                    self.events
+                        .publish(EventKind::Exited, id.as_str(), exit, Vec::new());
+                }
+                return Err(error);
+            }
+        };
         if let Some(exit) = &outcome.exited {
             self.events
                 .publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());

@@ -68,9 +68,10 @@ fn to_status(error: Error) -> Status {
         } => Status::invalid_argument(message),
         Error::NotFound { .. } | Error::BundleNotFound { .. } => Status::not_found(message),
         Error::AlreadyExists { .. } => Status::already_exists(message),
-        Error::IncorrectStatus { .. } | Error::NotStopped { .. } | Error::Unavailable { .. } => {
-            Status::failed_precondition(message)
-        }
+        Error::IncorrectStatus { .. }
+        | Error::NotStopped { .. }
+        | Error::Unavailable { .. }
+        | Error::CgroupTaken { .. } => Status::failed_precondition(message),
         Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
         Error::Cgroup(CgroupError::MissingController { .. }) => {
             Status::failed_precondition(message)

@@ -56,6 +56,8 @@ pub enum StartError {
     Setup(#[from] berth_runtime::error::Error),
     #[error("{0}")]
     Insecure(&'static str),
+    #[error("--cgroup-parent {}: {reason}", path.display())]
+    CgroupParent { path: PathBuf, reason: String },
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
@@ -70,8 +72,15 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    // A TCP setup berthd would refuse is refused before anything is created.
+    // A setup berthd would refuse is refused before anything is created.
     let tls = config.listen.map(|_| tls_config(config)).transpose()?;
+    let cgroup_parent =
+        berth_runtime::cgroups::normalise(&config.cgroup_parent).map_err(|reason| {
+            StartError::CgroupParent {
+                path: config.cgroup_parent.clone(),
+                reason,
+            }
+        })?;
     prepare_socket_path(&config.socket)?;
     let _root_lock = lock_root(&config.root)?;
 
@@ -87,7 +96,7 @@ pub async fn serve(
     tracing::info!(layout = %cgroups.layout(), "cgroup layout");
     let runtime = Runtime {
         root: StateRoot::open(&config.root)?,
-        cgroup_parent: config.cgroup_parent.clone(),
+        cgroup_parent,
         resctrl_root: config.resctrl_root.clone(),
         kill_wait_rounds: config.kill_wait_rounds,
         kill_wait_round: config.kill_wait_round,

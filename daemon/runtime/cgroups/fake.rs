@@ -47,7 +47,7 @@ impl CgroupManager for Fake {
         Layout::Unified
     }
 
-    fn plan(&self, relative: &Path, _owned_parent: &Path) -> Plan {
+    fn plan(&self, relative: &Path) -> Plan {
         let dir = Path::new("/fake").join(relative);
         Plan {
             dirs: vec![dir.clone()],
@@ -70,7 +70,7 @@ impl CgroupManager for Fake {
         Ok(())
     }
 
-    fn processes(&self, _: &[PathBuf]) -> BTreeSet<i32> {
+    fn processes(&self, _: &[PathBuf], _: &[PathBuf]) -> BTreeSet<i32> {
         self.processes.lock().unwrap().clone()
     }
 
@@ -84,13 +84,13 @@ impl CgroupManager for Fake {
         Ok(())
     }
 
-    fn kill_all(&self, _: &[PathBuf]) -> Result<()> {
+    fn kill_all(&self, _: &[PathBuf], _: &[PathBuf]) -> Result<()> {
         self.record(Call::KillAll);
         self.processes.lock().unwrap().clear();
         Ok(())
     }
 
-    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()> {
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], _: &[PathBuf]) -> Result<()> {
         self.record(Call::Remove {
             dirs: dirs.to_vec(),
             created: created.to_vec(),

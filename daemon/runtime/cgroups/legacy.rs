@@ -87,11 +87,10 @@ impl CgroupManager for Legacy {
         self.layout
     }
 
-    fn plan(&self, relative: &Path, owned_parent: &Path) -> Plan {
+    fn plan(&self, relative: &Path) -> Plan {
         tree::plan(
             self.hierarchies.iter().map(|h| h.mount_point.as_path()),
             relative,
-            owned_parent,
         )
     }
 
@@ -137,8 +136,8 @@ impl CgroupManager for Legacy {
         tree::add_process(dirs, pid)
     }
 
-    fn processes(&self, dirs: &[PathBuf]) -> BTreeSet<i32> {
-        tree::processes(dirs)
+    fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
+        tree::processes(dirs, others)
     }
 
     fn is_frozen(&self, dirs: &[PathBuf]) -> bool {
@@ -162,16 +161,16 @@ impl CgroupManager for Legacy {
             .set(frozen)
     }
 
-    fn kill_all(&self, dirs: &[PathBuf]) -> Result<()> {
+    fn kill_all(&self, dirs: &[PathBuf], others: &[PathBuf]) -> Result<()> {
         let kill_file = self
             .unified_dir(dirs)
             .map(|dir| dir.join("cgroup.kill"))
             .filter(|file| file.exists());
-        tree::kill_all(dirs, kill_file.as_deref(), self.freezer(dirs))
+        tree::kill_all(dirs, others, kill_file.as_deref(), self.freezer(dirs))
     }
 
-    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()> {
-        tree::remove(dirs, created, || self.kill_all(dirs))
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], others: &[PathBuf]) -> Result<()> {
+        tree::remove(dirs, created, others, || self.kill_all(dirs, others))
     }
 
     fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>> {

@@ -99,9 +99,9 @@ impl CgroupError {
 pub type Result<T, E = CgroupError> = std::result::Result<T, E>;
 
 /// The container's directory in every hierarchy, and the directories on the way to it that
-/// are berth's, parents first: those that do not exist yet (creating the container makes
-/// them) and those at or below the owned parent (berth's `--cgroup-parent`, which berth
-/// creates and may remove once it is empty, whichever container made it).
+/// are berth's, parents first: the container's own, and the levels above it that do not
+/// exist yet (creating the container makes them). A level that existed before (an
+/// operator's slice, a `--cgroup-parent` made by hand) is never berth's to remove.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     pub dirs: Vec<PathBuf>,
@@ -124,7 +124,7 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     fn layout(&self) -> Layout;
 
     /// Where a container at `relative` lives, and which levels on the way are berth's.
-    fn plan(&self, relative: &Path, owned_parent: &Path) -> Plan;
+    fn plan(&self, relative: &Path) -> Plan;
 
     /// Makes the planned directories that do not exist, parents first, enabling on the
     /// way the controllers the layout delegates.
@@ -139,8 +139,10 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
 
     fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()>;
 
-    /// Every process in the container's trees, in every hierarchy.
-    fn processes(&self, dirs: &[PathBuf]) -> BTreeSet<i32>;
+    /// Every process in the container's trees, in every hierarchy. `others` (here and
+    /// below) are the cgroup directories other containers record: never listed, killed or
+    /// removed, even where an older berth let them lie inside this container's.
+    fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32>;
 
     /// Frozen as delete.md section 3 defines it: the container's own freezer is set (a
     /// frozen ancestor is not a pause of this container).
@@ -150,11 +152,11 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()>;
 
     /// SIGKILLs every process of the container's trees, so that none forks meanwhile.
-    fn kill_all(&self, dirs: &[PathBuf]) -> Result<()>;
+    fn kill_all(&self, dirs: &[PathBuf], others: &[PathBuf]) -> Result<()>;
 
     /// Removes the container's trees, deepest first, then the ancestors in `created` that
     /// are now empty; processes still exiting are waited for and killed again, never moved.
-    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()>;
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], others: &[PathBuf]) -> Result<()>;
 
     /// A watch that wakes at each out-of-memory kill; `None` without a memory controller.
     fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>>;
@@ -190,6 +192,13 @@ pub fn relative_path(
         Some(path) => parent.join(path),
         None => parent.join(id),
     };
+    normalise(&joined)
+}
+
+/// A cgroup path as relative to the hierarchy roots, whether written with a leading `/` or
+/// not; berthd takes `--cgroup-parent` through this too. `..` and the root itself are
+/// refused.
+pub fn normalise(joined: &Path) -> std::result::Result<PathBuf, String> {
     let mut relative = PathBuf::new();
     for component in joined.components() {
         match component {
@@ -230,5 +239,7 @@ mod tests {
         );
         assert!(relative_path(Some(Path::new("/a/../../etc")), parent, "c1").is_err());
         assert!(relative_path(Some(Path::new("/")), parent, "c1").is_err());
+        assert_eq!(normalise(Path::new("/x/./y/")).unwrap(), Path::new("x/y"));
+        assert!(normalise(Path::new("/")).is_err() && normalise(Path::new("a/../b")).is_err());
     }
 }

@@ -35,24 +35,19 @@ pub fn create(plan: &Plan, mut after_each: impl FnMut(&Path) -> Result<()>) -> R
     }
 }
 
-/// The planned directories under each mount point: every level of `relative` that does
-/// not exist yet or lies at or below `owned_parent` is berth's.
-pub fn plan<'a>(
-    mount_points: impl Iterator<Item = &'a Path>,
-    relative: &Path,
-    owned_parent: &Path,
-) -> Plan {
+/// The planned directories under each mount point: the container's own, and every level
+/// above it that does not exist yet.
+pub fn plan<'a>(mount_points: impl Iterator<Item = &'a Path>, relative: &Path) -> Plan {
     let mut plan = Plan::default();
     for mount_point in mount_points {
-        let mut prefix = PathBuf::new();
-        for part in relative.components() {
-            prefix.push(part);
-            let ancestor = mount_point.join(&prefix);
-            if !ancestor.exists() || prefix.starts_with(owned_parent) {
-                plan.created.push(ancestor);
+        let leaf = mount_point.join(relative);
+        for ancestor in leaf.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            let is_level = ancestor.starts_with(mount_point) && ancestor != mount_point;
+            if is_level && (ancestor == leaf || !ancestor.exists()) {
+                plan.created.push(ancestor.to_owned());
             }
         }
-        plan.dirs.push(mount_point.join(relative));
+        plan.dirs.push(leaf);
     }
     plan
 }
@@ -65,10 +60,10 @@ pub fn add_process(dirs: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
-pub fn processes(dirs: &[PathBuf]) -> BTreeSet<i32> {
+pub fn processes(dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     for dir in dirs {
-        for tree_dir in subtree_deepest_first(dir) {
+        for tree_dir in subtree_deepest_first(dir, others) {
             let procs = fs::read_to_string(tree_dir.join("cgroup.procs")).unwrap_or_default();
             pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         }
@@ -76,11 +71,20 @@ pub fn processes(dirs: &[PathBuf]) -> BTreeSet<i32> {
     pids
 }
 
-/// `dir` and every cgroup below it, children before their parents.
-pub fn subtree_deepest_first(dir: &Path) -> Vec<PathBuf> {
+/// Whether `dir` is, or lies inside, a directory of `others`.
+fn belongs_to_others(dir: &Path, others: &[PathBuf]) -> bool {
+    others.iter().any(|other| dir.starts_with(other))
+}
+
+/// `dir` and every cgroup below it, children before their parents, without the subtrees
+/// that belong to other containers (and without `dir` itself if it is one of theirs).
+pub fn subtree_deepest_first(dir: &Path, others: &[PathBuf]) -> Vec<PathBuf> {
     let mut order = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(next) = stack.pop() {
+        if belongs_to_others(&next, others) {
+            continue;
+        }
         if let Ok(entries) = fs::read_dir(&next) {
             stack.extend(
                 entries
@@ -158,16 +162,19 @@ impl Freezer<'_> {
 /// the listing and the signals.
 pub fn kill_all(
     dirs: &[PathBuf],
+    others: &[PathBuf],
     kill_file: Option<&Path>,
     freezer: Option<Freezer>,
 ) -> Result<()> {
-    let everyone = processes(dirs);
+    let everyone = processes(dirs, others);
     if everyone.is_empty() {
         return Ok(());
     }
     if let Some(kill) = kill_file {
         if let Some(dir) = kill.parent() {
-            if processes(&[dir.to_owned()]) == everyone {
+            // cgroup.kill reaches the whole subtree, another container's included.
+            let holds_others = others.iter().any(|other| other.starts_with(dir));
+            if !holds_others && processes(&[dir.to_owned()], others) == everyone {
                 return fs::write(kill, "1").map_err(CgroupError::io("write", kill));
             }
         }
@@ -175,7 +182,7 @@ pub fn kill_all(
     if let Some(freezer) = &freezer {
         freezer.set(true)?;
     }
-    for pid in processes(dirs) {
+    for pid in processes(dirs, others) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -188,12 +195,22 @@ pub fn kill_all(
 }
 
 /// Removes the trees of `dirs` that berth created, deepest first, then the ancestors in
-/// `created` that are now empty. `rmdir` meets EBUSY while a killed process is still
+/// `created` that are now empty; what belongs to `others`, or holds it, stays. `rmdir`
+/// meets EBUSY while a killed process is still
 /// exiting: that is retried with growing sleeps (about a second per directory in all),
 /// calling `kill` between tries.
-pub fn remove(dirs: &[PathBuf], created: &[PathBuf], kill: impl Fn() -> Result<()>) -> Result<()> {
+pub fn remove(
+    dirs: &[PathBuf],
+    created: &[PathBuf],
+    others: &[PathBuf],
+    kill: impl Fn() -> Result<()>,
+) -> Result<()> {
     for dir in dirs.iter().filter(|d| created.contains(d)) {
-        for tree_dir in subtree_deepest_first(dir) {
+        for tree_dir in subtree_deepest_first(dir, others) {
+            // What holds another container's cgroup stays, with it.
+            if others.iter().any(|other| other.starts_with(&tree_dir)) {
+                continue;
+            }
             remove_dir_retrying(&tree_dir, &kill)?;
         }
     }

@@ -69,12 +69,8 @@ impl CgroupManager for Unified {
         Layout::Unified
     }
 
-    fn plan(&self, relative: &Path, owned_parent: &Path) -> Plan {
-        tree::plan(
-            std::iter::once(self.mount_point.as_path()),
-            relative,
-            owned_parent,
-        )
+    fn plan(&self, relative: &Path) -> Plan {
+        tree::plan(std::iter::once(self.mount_point.as_path()), relative)
     }
 
     fn create(&self, plan: &Plan) -> Result<()> {
@@ -159,8 +155,8 @@ impl CgroupManager for Unified {
         tree::add_process(dirs, pid)
     }
 
-    fn processes(&self, dirs: &[PathBuf]) -> BTreeSet<i32> {
-        tree::processes(dirs)
+    fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
+        tree::processes(dirs, others)
     }
 
     fn is_frozen(&self, dirs: &[PathBuf]) -> bool {
@@ -175,20 +171,21 @@ impl CgroupManager for Unified {
         tree::Freezer { dir, v1: false }.set(frozen)
     }
 
-    fn kill_all(&self, dirs: &[PathBuf]) -> Result<()> {
+    fn kill_all(&self, dirs: &[PathBuf], others: &[PathBuf]) -> Result<()> {
         let Some(dir) = dirs.first() else {
             return Ok(());
         };
         let kill_file = Some(dir.join("cgroup.kill")).filter(|file| file.exists());
         tree::kill_all(
             dirs,
+            others,
             kill_file.as_deref(),
             Some(tree::Freezer { dir, v1: false }),
         )
     }
 
-    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf]) -> Result<()> {
-        tree::remove(dirs, created, || self.kill_all(dirs))
+    fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], others: &[PathBuf]) -> Result<()> {
+        tree::remove(dirs, created, others, || self.kill_all(dirs, others))
     }
 
     fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>> {

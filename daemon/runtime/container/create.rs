@@ -288,16 +288,22 @@ impl Container {
     /// Creates the container, its init waiting for StartContainer. A create that fails and
     /// cannot undo what it made hands the container back with the error, so the registry
     /// keeps it for a delete to finish.
+    ///
+    /// `claim` is handed the container's cgroup plan before anything is made: it refuses it
+    /// when it collides with another container's, adds the levels above it that berth made
+    /// for other containers (so whichever container empties them last removes them), and
+    /// returns the other containers' directories, which an undo must leave alone.
     pub async fn create(
         runtime: &Runtime,
         id: ContainerId,
         request: CreateRequest,
+        claim: impl FnOnce(&mut cgroups::Plan) -> Result<Vec<PathBuf>>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
         let bundle = load_bundle(&request.bundle).map_err(no_leftover)?;
         let stdout = open_output(&request.stdout, "stdout").map_err(no_leftover)?;
         let stderr = open_output(&request.stderr, "stderr").map_err(no_leftover)?;
-        Self::create_from(runtime, id, bundle, stdout, stderr).await
+        Self::create_from(runtime, id, bundle, stdout, stderr, claim).await
     }
 
     async fn create_from(
@@ -306,6 +312,7 @@ impl Container {
         bundle: Bundle,
         stdout: Stdio,
         stderr: Stdio,
+        claim: impl FnOnce(&mut cgroups::Plan) -> Result<Vec<PathBuf>>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
         let linux = bundle
@@ -320,6 +327,17 @@ impl Container {
         )
         .map_err(|reason| invalid(&bundle.dir, format!("linux.cgroupsPath: {reason}")))
         .map_err(no_leftover)?;
+        // Every container berth places by default lives below the parent.
+        if runtime.cgroup_parent.starts_with(&cgroup_path) {
+            return Err(no_leftover(invalid(
+                &bundle.dir,
+                format!(
+                    "linux.cgroupsPath: {} is, or contains, berth's cgroup parent {}",
+                    cgroup_path.display(),
+                    runtime.cgroup_parent.display()
+                ),
+            )));
+        }
         let unavailable = |reason: String| {
             no_leftover(Error::Unavailable {
                 id: id.to_string(),
@@ -332,12 +350,14 @@ impl Container {
             }
             None => None,
         };
+        let mut plan = runtime.cgroups.plan(&cgroup_path);
+        let others = claim(&mut plan).map_err(no_leftover)?;
         let cgroups::Plan {
             dirs: cgroup_dirs,
             created: created_cgroup_dirs,
-        } = runtime.cgroups.plan(&cgroup_path, &runtime.cgroup_parent);
+        } = plan;
         // Deleting this container will kill whatever is in its cgroup: it must not share it.
-        let occupants = runtime.cgroups.processes(&cgroup_dirs);
+        let occupants = runtime.cgroups.processes(&cgroup_dirs, &[]);
         if !occupants.is_empty() {
             return Err(unavailable(format!(
                 "cgroup {} already holds processes {occupants:?}",
@@ -377,7 +397,7 @@ impl Container {
             Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
-                match container.abandon(runtime).await {
+                match container.abandon(runtime, &others).await {
                     Ok(()) => Err((error, None)),
                     Err(cleanup) => {
                         tracing::error!(id = %container.id, error = %cleanup, "cannot clean up a failed create; keeping it for delete");
@@ -507,9 +527,9 @@ impl Container {
 
     /// Undoes a create that failed: the same teardown a forced delete does, without the
     /// poststop hooks (the container never existed for its user).
-    async fn abandon(&mut self, runtime: &Runtime) -> Result<()> {
-        self.kill_and_wait(runtime).await?;
-        self.release_resources().await?;
+    async fn abandon(&mut self, runtime: &Runtime, others: &[PathBuf]) -> Result<()> {
+        self.kill_and_wait(runtime, others).await?;
+        self.release_resources(others).await?;
         self.dir.remove()
     }
 }

@@ -1,8 +1,10 @@
 //! DeleteContainer, after runc's delete (docs/delete.md). The decision (section 4), then
 //! kill-and-wait (D7, D8), then destroy in order (D9-D14). Any failure before the state
 //! directory goes leaves the container in place, so the next delete carries on (D12).
+use std::path::PathBuf;
+
 use crate::{
-    blocking,
+    blocking, cgroups,
     container::{Container, Record, Runtime, Snapshot},
     error::{Error, IoContext, Result},
     fault, hooks, rdt,
@@ -23,7 +25,14 @@ pub struct DeleteOutcome {
 }
 
 impl Container {
-    pub async fn delete(&mut self, runtime: &Runtime, force: bool) -> Result<DeleteOutcome> {
+    /// `others`: the cgroup directories of every other registered container, which this
+    /// delete must leave alone whatever they lie in.
+    pub async fn delete(
+        &mut self,
+        runtime: &Runtime,
+        force: bool,
+        others: &[PathBuf],
+    ) -> Result<DeleteOutcome> {
         let status = self.status();
         if let Record::Corrupt { path, reason } = &self.record {
             if !force {
@@ -34,7 +43,7 @@ impl Container {
                 });
             }
             let snapshot = self.snapshot();
-            let warning = self.delete_unreadable(runtime).await?;
+            let warning = self.delete_unreadable(runtime, others).await?;
             return Ok(DeleteOutcome {
                 snapshot: Some(snapshot),
                 warnings: vec![warning],
@@ -50,12 +59,19 @@ impl Container {
                 })
             }
             DeleteStep::Destroy => {}
-            DeleteStep::KillThenDestroy => self.kill_and_wait(runtime).await?,
+            DeleteStep::KillThenDestroy => self.kill_and_wait(runtime, others).await?,
         }
         // Taken once the init is gone, so it carries the exit status when berthd saw it.
         let exited = self.observe_exit().await;
         let snapshot = self.snapshot();
-        let warnings = self.destroy(runtime).await?;
+        let warnings = match self.destroy(runtime, others).await {
+            Ok(warnings) => warnings,
+            Err(error) => {
+                // Seen here, so no one else will see it: it must still be published.
+                self.unpublished_exit = exited;
+                return Err(error);
+            }
+        };
         Ok(DeleteOutcome {
             snapshot: Some(snapshot),
             warnings,
@@ -66,13 +82,14 @@ impl Container {
 
     /// D7, D8: SIGKILL, then wait for the init to go, a round at a time; a round ends the
     /// moment the init's pidfd reports the exit.
-    pub(super) async fn kill_and_wait(&self, runtime: &Runtime) -> Result<()> {
+    pub(super) async fn kill_and_wait(&self, runtime: &Runtime, others: &[PathBuf]) -> Result<()> {
         let Some(state) = self.state() else {
             return Ok(());
         };
         let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
         if state.shares_pid_namespace {
-            self.with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+            let others = others.to_vec();
+            self.with_cgroups(move |cgroups, dirs| cgroups.kill_all(dirs, &others))
                 .await?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
@@ -101,17 +118,18 @@ impl Container {
     }
 
     /// D9-D11: everything but the state directory.
-    pub(super) async fn release_resources(&self) -> Result<()> {
+    pub(super) async fn release_resources(&self, others: &[PathBuf]) -> Result<()> {
         let Some(state) = self.state() else {
             return Ok(());
         };
         let shares_pid_namespace = state.shares_pid_namespace;
         let created = state.created_cgroup_dirs.clone();
+        let others = others.to_vec();
         self.with_cgroups(move |cgroups, dirs| {
             if shares_pid_namespace {
-                cgroups.kill_all(dirs)?;
+                cgroups.kill_all(dirs, &others)?;
             }
-            cgroups.remove(dirs, &created)
+            cgroups.remove(dirs, &created, &others)
         })
         .await?;
         if let Some(group) = &state.rdt {
@@ -121,12 +139,12 @@ impl Container {
     }
 
     /// D9-D14. Returns the poststop hooks' warnings.
-    async fn destroy(&mut self, runtime: &Runtime) -> Result<Vec<String>> {
+    async fn destroy(&mut self, runtime: &Runtime, others: &[PathBuf]) -> Result<Vec<String>> {
         let fail = |cause: Error| Error::Destroy {
             id: self.id.to_string(),
             cause: Box::new(cause),
         };
-        self.release_resources().await.map_err(fail)?;
+        self.release_resources(others).await.map_err(fail)?;
         fault::point("after-cgroup-removed");
         let stopped_state = self.oci_state("stopped");
         self.dir.remove().map_err(fail)?;
@@ -149,14 +167,24 @@ impl Container {
 
     /// D5 with force: nothing in the state file can be trusted, so the default cgroup path
     /// and the state directory go, and the caller is told what could not be checked.
-    async fn delete_unreadable(&self, runtime: &Runtime) -> Result<String> {
-        let relative = runtime.cgroup_parent.join(self.id.as_str());
-        let plan = runtime.cgroups.plan(&relative, &runtime.cgroup_parent);
+    async fn delete_unreadable(&self, runtime: &Runtime, others: &[PathBuf]) -> Result<String> {
+        // Found as create made it: the same rules, the same (start-up normalised) parent.
+        let relative = cgroups::relative_path(None, &runtime.cgroup_parent, self.id.as_str())
+            .map_err(|reason| Error::Destroy {
+                id: self.id.to_string(),
+                cause: Box::new(Error::Unavailable {
+                    id: self.id.to_string(),
+                    reason,
+                }),
+            })?;
+        let plan = runtime.cgroups.plan(&relative);
         let existing: Vec<_> = plan.dirs.into_iter().filter(|d| d.exists()).collect();
+        let found = !existing.is_empty();
         let manager = runtime.cgroups.clone();
+        let others = others.to_vec();
         blocking::run(move || {
-            manager.kill_all(&existing)?;
-            manager.remove(&existing, &existing)
+            manager.kill_all(&existing, &others)?;
+            manager.remove(&existing, &existing, &others)
         })
         .await
         .map_err(|cause| Error::Destroy {
@@ -164,11 +192,21 @@ impl Container {
             cause: Box::new(cause.into()),
         })?;
         self.dir.remove()?;
+        let cgroup = if found {
+            format!(
+                "its default cgroup {} (with its processes)",
+                relative.display()
+            )
+        } else {
+            format!(
+                "no cgroup (none at its default path {})",
+                relative.display()
+            )
+        };
         Ok(format!(
-            "state of container {} was unreadable: only its default cgroup {} and its state directory were removed; \
-             its processes, other cgroups, RDT group and poststop hooks could not be checked",
-            self.id,
-            relative.display()
+            "state of container {} was unreadable: {cgroup} and its state directory were removed; \
+             its other cgroups, RDT group and poststop hooks could not be checked",
+            self.id
         ))
     }
 }
@@ -223,14 +261,17 @@ mod tests {
     #[tokio::test]
     async fn teardown_kills_what_a_shared_pid_namespace_left_before_removing() {
         let fake = Arc::new(Fake::default());
-        container(&fake, true).release_resources().await.unwrap();
+        container(&fake, true).release_resources(&[]).await.unwrap();
         assert_eq!(fake.calls(), [Call::KillAll, remove_call()]);
     }
 
     #[tokio::test]
     async fn teardown_of_an_own_pid_namespace_only_removes() {
         let fake = Arc::new(Fake::default());
-        container(&fake, false).release_resources().await.unwrap();
+        container(&fake, false)
+            .release_resources(&[])
+            .await
+            .unwrap();
         assert_eq!(fake.calls(), [remove_call()]);
     }
 
@@ -239,7 +280,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         *fake.remove_fails.lock().unwrap() = true;
         let error = container(&fake, false)
-            .release_resources()
+            .release_resources(&[])
             .await
             .unwrap_err();
         assert!(

@@ -1,4 +1,6 @@
 //! KillContainer: a signal to the init, or to every process of the tree.
+use std::path::PathBuf;
+
 use crate::{
     container::Container,
     error::{Error, IoContext, Result},
@@ -11,7 +13,8 @@ impl Container {
     /// Signals the init through its pidfd, or every process of the cgroup tree with `all`.
     /// A SIGKILL for a container that shares its PID namespace reaches the whole tree too:
     /// killing only its init would leave the rest running.
-    pub async fn kill(&self, signal: u32, all: bool) -> Result<()> {
+    /// `others`: the cgroup directories of every other registered container, never signalled.
+    pub async fn kill(&self, signal: u32, all: bool, others: &[PathBuf]) -> Result<()> {
         if signal == 0 || signal > MAX_SIGNAL {
             return Err(Error::InvalidSignal(signal));
         }
@@ -24,11 +27,12 @@ impl Container {
         let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
         if whole_tree {
             if signal == libc::SIGKILL as u32 {
+                let others = others.to_vec();
                 return self
-                    .with_cgroups(|cgroups, dirs| cgroups.kill_all(dirs))
+                    .with_cgroups(move |cgroups, dirs| cgroups.kill_all(dirs, &others))
                     .await;
             }
-            for pid in self.cgroups.processes(&state.cgroup_dirs) {
+            for pid in self.cgroups.processes(&state.cgroup_dirs, others) {
                 // SAFETY: kill with a pid and a signal number checked to be in range.
                 unsafe { libc::kill(pid, signal as i32) };
             }

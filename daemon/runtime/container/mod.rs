@@ -61,6 +61,8 @@ pub struct Container {
     exit_status: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
     /// The exit was reported (or there is none to report).
     exit_observed: bool,
+    /// An exit a failed delete observed: whoever reports events publishes it next.
+    unpublished_exit: Option<Option<ExitRecord>>,
     cgroups: Arc<dyn CgroupManager>,
 }
 
@@ -109,6 +111,7 @@ impl Container {
             init,
             exit_status: None,
             exit_observed,
+            unpublished_exit: None,
             cgroups,
         }
     }
@@ -159,6 +162,11 @@ impl Container {
             }
         }
         Some(record)
+    }
+
+    /// The exit a failed delete observed, once.
+    pub fn take_unpublished_exit(&mut self) -> Option<Option<ExitRecord>> {
+        self.unpublished_exit.take()
     }
 
     /// The state of a container whose record is valid; callers check `Record` first.
