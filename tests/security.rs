@@ -530,3 +530,140 @@ async fn a_plaintext_health_port_answers_probes_and_nothing_else() {
     );
     drop(daemon);
 }
+
+/// Set in the environment of the test binary when it runs again as the raw peer below.
+const HUGE_FRAME_PEER: &str = "BERTH_TEST_HUGE_FRAME_PEER";
+
+/// A raw HTTP/2 peer: the preface, SETTINGS, a HEADERS frame for a ContainerService call,
+/// then a DATA frame declaring 2^24-1 bytes (the largest length HTTP/2 can express, 16 MiB),
+/// whose payload it streams until the write fails. It reports how much it sent and whether
+/// berthd closed the connection.
+fn huge_frame_peer(socket: &Path) -> String {
+    use std::io::{Read, Write};
+    fn frame(kind: u8, flags: u8, stream: u32, length: usize, payload: &[u8]) -> Vec<u8> {
+        let mut frame = (length as u32).to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+    // Literal header fields without indexing, no Huffman.
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/berth.v1.ContainerService/ListContainers"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.extend_from_slice(&[0, name.len() as u8]);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let total = 0xFF_FFFF;
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(frame(0x4, 0, 0, 0, &[]));
+    start.extend(frame(0x1, 0x4, 1, block.len(), &block));
+    start.extend(frame(0x0, 0, 1, total, &[]));
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut report = String::new();
+    let mut sent = 0;
+    let chunk = vec![0u8; 65536];
+    match stream.write_all(&start) {
+        Err(e) => report += &format!("write failed: {e}\n"),
+        Ok(()) => {
+            while sent < total {
+                match stream.write(&chunk[..chunk.len().min(total - sent)]) {
+                    Ok(n) => sent += n,
+                    Err(e) => {
+                        report += &format!("write failed: {e}\n");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    report += &format!("sent {sent} of {total}\n");
+    let mut buf = vec![0u8; 65536];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    report += if closed { "closed\n" } else { "still open\n" };
+    report
+}
+
+/// VmRSS or VmHWM (peak) of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[tokio::test]
+async fn a_peer_that_is_not_allowed_cannot_make_berthd_buffer_a_huge_frame() {
+    if let Some(socket) = std::env::var_os(HUGE_FRAME_PEER) {
+        // This is the test binary run again as uid 65534: be the peer.
+        println!("PEER<{}>PEER", huge_frame_peer(Path::new(&socket)));
+        return;
+    }
+    let daemon = Daemon::start_with(|_| {}, &["--allow-uid", "4242"]).await;
+    open_path_to_socket(&daemon);
+    let pid = daemon.pid();
+    // Warm up: the connection machinery of a first call is not what is measured.
+    assert_eq!(daemon.cli(&["list"]).status.code(), Some(0));
+    // Peak RSS from here on: a buffer freed before the peer ends still counts.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let before = memory_kib(pid, "VmRSS");
+    // The peer is this test binary again, as uid 65534 (SO_PEERCRED is taken at connect).
+    let peer = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_peer_that_is_not_allowed_cannot_make_berthd_buffer_a_huge_frame",
+            "--nocapture",
+        ])
+        .env(HUGE_FRAME_PEER, &daemon.socket)
+        .output()
+        .unwrap();
+    let peak = memory_kib(pid, "VmHWM");
+    let after = memory_kib(pid, "VmRSS");
+    let out = stdout(&peer);
+    let out = out
+        .split_once("PEER<")
+        .and_then(|(_, rest)| rest.split_once(">PEER"))
+        .map_or(out.clone(), |(report, _)| report.to_owned());
+    eprintln!("berthd RSS before {before} KiB, peak {peak} KiB, after {after} KiB; peer: {out}");
+    assert!(peer.status.success(), "{out}{}", stderr(&peer));
+    assert!(
+        peak.saturating_sub(before) < 1024,
+        "berthd's RSS grew from {before} KiB to a peak of {peak} KiB; peer: {out}"
+    );
+    assert!(out.contains("closed"), "berthd kept the connection: {out}");
+    assert!(
+        !out.contains(&format!("sent {} of", 0xFF_FFFF)),
+        "berthd read the whole frame before closing: {out}"
+    );
+    assert!(
+        daemon
+            .logs()
+            .contains("over the maximum frame size of 16384"),
+        "berthd does not say why it closed:\n{}",
+        daemon.logs()
+    );
+    // The daemon still serves.
+    assert_eq!(daemon.cli(&["list"]).status.code(), Some(0));
+}

@@ -38,7 +38,7 @@ use crate::{
     config::Config,
     metrics::MetricsLayer,
     proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
-    unix_authority::AuthorityFix,
+    unix_authority::{AuthorityFix, MAX_FRAME_SIZE},
 };
 
 /// Why berthd refuses to start.
@@ -164,6 +164,8 @@ pub async fn serve(
     let server = |builder: Server| {
         builder
             .max_concurrent_streams(config.max_concurrent_streams)
+            // h2's default, said explicitly: the Unix wrapper refuses longer frames.
+            .max_frame_size(MAX_FRAME_SIZE)
             .timeout(config.rpc_timeout)
             .layer(AuthzLayer(policy.clone()))
             .layer(MetricsLayer)
@@ -306,9 +308,10 @@ trait Accept: Send + 'static {
 impl Accept for UnixListener {
     type Stream = AuthorityFix<tokio::net::UnixStream>;
     async fn accept_one(&self) -> io::Result<Self::Stream> {
-        self.accept()
-            .await
-            .map(|(stream, _)| AuthorityFix::new(stream))
+        self.accept().await.map(|(stream, _)| {
+            let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+            AuthorityFix::new(stream).peer_uid(uid)
+        })
     }
 }
 
