@@ -1101,3 +1101,94 @@ async fn exited_is_published_when_destroy_fails_after_kill_and_wait() {
     assert_eq!(next().await, EventType::Deleted);
     assert_eq!(stuck.process.wait_killed(), Some(9));
 }
+
+/// Writes `frozen` to the container's own freezer, v1's or v2's.
+fn freeze_by_hand(dirs: &[std::path::PathBuf], frozen: bool) {
+    if unified_host() {
+        write(
+            &dirs[0].join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        );
+    } else {
+        let state = if frozen { "FROZEN" } else { "THAWED" };
+        write(&freezer_of(dirs).join("freezer.state"), state);
+    }
+}
+
+/// Issue 13, item 6: berthd died between the freeze and the thaw of a kill of the tree.
+#[tokio::test]
+async fn a_freeze_left_by_an_interrupted_kill_is_thawed_at_start_up() {
+    let mut daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("halfway", &bundle, None).await;
+    daemon.crash();
+    let dirs = daemon.container_cgroups("halfway");
+    freeze_by_hand(&dirs, true);
+    let state_file = daemon.root.join("halfway/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&fs::read(&state_file).unwrap()).unwrap();
+    state["frozenToKill"] = true.into();
+    fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    assert_eq!(
+        daemon.get("halfway").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(state["frozenToKill"], false);
+    daemon.delete("halfway", true).await.unwrap();
+}
+
+/// A user's pause is no such freeze: it survives a restart.
+#[tokio::test]
+async fn a_pause_survives_a_restart() {
+    let mut daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("paused", &bundle, None).await;
+    daemon
+        .client()
+        .await
+        .pause_container(berth::proto::PauseContainerRequest {
+            id: "paused".into(),
+        })
+        .await
+        .unwrap();
+    daemon.crash();
+    daemon.spawn(&[]);
+    daemon.wait_serving().await;
+    assert_eq!(
+        daemon.get("paused").await.unwrap().status(),
+        ContainerStatus::Paused
+    );
+    daemon.delete("paused", true).await.unwrap();
+}
+
+/// Issue 13, item 5: kill --all with another signal goes through pidfds, freezes nothing,
+/// and a paused container stays paused until resumed.
+#[tokio::test]
+async fn kill_all_with_a_signal_leaves_a_paused_container_paused() {
+    let daemon = Daemon::start().await;
+    let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    daemon.run("quiet", &bundle, None).await;
+    let mut client = daemon.client().await;
+    client
+        .pause_container(berth::proto::PauseContainerRequest { id: "quiet".into() })
+        .await
+        .unwrap();
+    daemon
+        .kill("quiet", libc::SIGTERM as u32, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.get("quiet").await.unwrap().status(),
+        ContainerStatus::Paused
+    );
+    client
+        .resume_container(berth::proto::ResumeContainerRequest { id: "quiet".into() })
+        .await
+        .unwrap();
+    // The sleeps die of the TERM they got while frozen; sh, PID 1, then ends its wait.
+    wait_exit_status(&mut client, "quiet").await;
+    daemon.delete("quiet", false).await.unwrap();
+}

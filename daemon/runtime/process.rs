@@ -140,6 +140,37 @@ fn pidfd_open(pid: i32) -> io::Result<Option<std::os::fd::OwnedFd>> {
     }))
 }
 
+fn send_signal(pidfd: &std::os::fd::OwnedFd, signal: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the process that has `pid` now, but only if `still_meant` confirms,
+/// once a pidfd holds that process, that it is the one meant: a pid read earlier (from
+/// cgroup.procs, say) may have exited and been reused since. Gone processes are skipped.
+pub fn signal_checked(pid: i32, signal: i32, still_meant: impl FnOnce() -> bool) -> io::Result<()> {
+    match pidfd_open(pid)? {
+        Some(pidfd) if still_meant() => send_signal(&pidfd, signal),
+        _ => Ok(()),
+    }
+}
+
 /// Blocks until the unreaped child `pid` exits or `limit` passes; true when it exited.
 /// For single-threaded code outside the runtime (the container's init).
 pub fn wait_child_exit(pid: i32, limit: std::time::Duration) -> io::Result<bool> {
@@ -190,24 +221,7 @@ impl Pidfd {
 
     /// Sends `signal` to exactly this process; ESRCH (already gone) is not an error.
     pub fn signal(&self, signal: i32) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo, no flags.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.get_ref().as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::ESRCH) {
-                return Err(error);
-            }
-        }
-        Ok(())
+        send_signal(self.fd.get_ref(), signal)
     }
 
     /// The process has exited (a zombie counts): the kernel makes a pidfd readable then.

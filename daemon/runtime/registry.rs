@@ -19,6 +19,8 @@ use crate::{
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
+    state::ContainerState,
+    state_dir::StateDir,
 };
 
 type Slot = Arc<SlotState>;
@@ -78,6 +80,29 @@ pub struct Registry {
     pub events: Arc<Events>,
 }
 
+/// At load, before anything is served: a kill that froze the container's cgroup did not get
+/// to thaw it (berthd died in between). Thawed, or the container would read as paused.
+fn thaw_left_by_a_kill(
+    runtime: &Runtime,
+    id: &ContainerId,
+    dir: &StateDir,
+    mut state: ContainerState,
+) -> ContainerState {
+    tracing::info!(id = %id, "thawing what an interrupted kill froze");
+    let thawed = runtime
+        .cgroups
+        .request_thaw(&state.cgroup_dirs)
+        .map_err(Error::from)
+        .and_then(|()| {
+            state.frozen_to_kill = false;
+            dir.save(&state)
+        });
+    if let Err(e) = thawed {
+        tracing::warn!(id = %id, error = %e, "cannot thaw what an interrupted kill froze");
+    }
+    state
+}
+
 /// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller
 /// holding the lease.
 async fn report_exit(container: &mut Container, events: &Events) {
@@ -107,6 +132,12 @@ impl Registry {
                     path: dir.state_file(),
                     reason: error.to_string(),
                 },
+            };
+            let record = match record {
+                Record::Valid(state) if state.frozen_to_kill => {
+                    Record::Valid(thaw_left_by_a_kill(&runtime, &id, &dir, state))
+                }
+                record => record,
             };
             if let Record::Corrupt { path, reason } = &record {
                 tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");

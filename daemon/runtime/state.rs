@@ -53,6 +53,10 @@ pub struct ContainerState {
     /// The config's hooks; delete runs `poststop` from here, the bundle may be gone.
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// A kill of the whole tree is under way and may have frozen the cgroup: set before,
+    /// cleared after; found set at load, the cgroup is thawed.
+    #[serde(default)]
+    pub frozen_to_kill: bool,
 }
 
 /// The identity of a container's init: a pid alone can be reused, pid + start time cannot.
@@ -190,6 +194,7 @@ mod tests {
             created_cgroup_dirs: vec!["/sys/fs/cgroup/pids/berth/c1".into()],
             rdt: None,
             hooks: None,
+            frozen_to_kill: false,
         }
     }
 

@@ -16,6 +16,8 @@ pub enum Call {
     Apply,
     AddProcess(i32),
     SetFrozen(bool),
+    RequestThaw,
+    SignalAll(i32),
     KillAll,
     Remove {
         dirs: Vec<PathBuf>,
@@ -82,6 +84,16 @@ impl CgroupManager for Fake {
         self.record(Call::SetFrozen(frozen));
         *self.frozen.lock().unwrap() = frozen;
         Ok(())
+    }
+
+    fn request_thaw(&self, _: &[PathBuf]) -> Result<()> {
+        self.record(Call::RequestThaw);
+        *self.frozen.lock().unwrap() = false;
+        Ok(())
+    }
+
+    fn signal_all(&self, _: &[PathBuf], _: &[PathBuf], signal: i32) {
+        self.record(Call::SignalAll(signal));
     }
 
     fn kill_all(&self, _: &[PathBuf], _: &[PathBuf]) -> Result<()> {

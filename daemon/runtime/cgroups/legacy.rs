@@ -56,6 +56,18 @@ impl Legacy {
         }
     }
 
+    /// The container's directories below their hierarchies' roots.
+    fn relatives(&self, dirs: &[PathBuf]) -> Vec<PathBuf> {
+        dirs.iter()
+            .filter_map(|dir| {
+                let hierarchy = self.hierarchy_of(dir)?;
+                dir.strip_prefix(&hierarchy.mount_point)
+                    .ok()
+                    .map(Path::to_owned)
+            })
+            .collect()
+    }
+
     fn unified_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a PathBuf> {
         dirs.iter()
             .find(|dir| self.hierarchy_of(dir).is_some_and(|h| h.unified))
@@ -166,7 +178,24 @@ impl CgroupManager for Legacy {
             .unified_dir(dirs)
             .map(|dir| dir.join("cgroup.kill"))
             .filter(|file| file.exists());
-        tree::kill_all(dirs, others, kill_file.as_deref(), self.freezer(dirs))
+        tree::kill_all(
+            dirs,
+            others,
+            &self.relatives(dirs),
+            kill_file.as_deref(),
+            self.freezer(dirs),
+        )
+    }
+
+    fn request_thaw(&self, dirs: &[PathBuf]) -> Result<()> {
+        match self.freezer(dirs) {
+            Some(freezer) => freezer.request_thaw(),
+            None => Ok(()),
+        }
+    }
+
+    fn signal_all(&self, dirs: &[PathBuf], others: &[PathBuf], signal: i32) {
+        tree::signal_each(dirs, others, &self.relatives(dirs), signal)
     }
 
     fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], others: &[PathBuf]) -> Result<()> {

@@ -151,6 +151,15 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     /// Freezes or thaws, and returns once the kernel reports it done.
     fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()>;
 
+    /// Asks for a thaw without waiting for it (after a kill, the SIGKILL lands once the
+    /// kernel thaws; an ancestor's freeze, which is no pause of this container, stays).
+    fn request_thaw(&self, dirs: &[PathBuf]) -> Result<()>;
+
+    /// Sends `signal` to every process of the container's trees, through pidfds checked to
+    /// be in the container's cgroups, so a reused pid is never signalled. Nothing is frozen:
+    /// a paused container stays paused, its processes get the signal once thawed.
+    fn signal_all(&self, dirs: &[PathBuf], others: &[PathBuf], signal: i32);
+
     /// SIGKILLs every process of the container's trees, so that none forks meanwhile.
     fn kill_all(&self, dirs: &[PathBuf], others: &[PathBuf]) -> Result<()>;
 

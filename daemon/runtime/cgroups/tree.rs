@@ -150,19 +150,68 @@ impl Freezer<'_> {
             }
             sleep(Duration::from_millis(1));
         }
+        if frozen {
+            // Left FREEZING, the cgroup would read as paused and hold its tasks half-frozen.
+            let thaw = if self.v1 { "THAWED" } else { "0" };
+            if let Err(e) = fs::write(&path, thaw) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot revert a freeze that timed out");
+            }
+        }
         Err(CgroupError::FreezeTimeout {
             path: done_path,
             state: if frozen { "frozen" } else { "thawed" },
         })
     }
+
+    /// Asks for a thaw without waiting for it: where an ancestor holds the cgroup frozen, no
+    /// thaw of its own would ever complete.
+    pub fn request_thaw(&self) -> Result<()> {
+        let (file, value) = if self.v1 {
+            ("freezer.state", "THAWED")
+        } else {
+            ("cgroup.freeze", "0")
+        };
+        let path = self.dir.join(file);
+        match fs::write(&path, value) {
+            // No cgroup (a create that died before making it): nothing is frozen.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            written => written.map_err(CgroupError::io("thaw", &path)),
+        }
+    }
+}
+
+/// Whether `pid` sits in one of the cgroups at `relatives` (paths below a hierarchy's root)
+/// or below them, by its /proc/<pid>/cgroup.
+pub fn in_cgroups(pid: i32, relatives: &[PathBuf]) -> bool {
+    let Ok(membership) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    membership.lines().any(|line| {
+        let path = Path::new(line.splitn(3, ':').nth(2).unwrap_or_default());
+        let path = path.strip_prefix("/").unwrap_or(path);
+        relatives.iter().any(|relative| path.starts_with(relative))
+    })
+}
+
+/// Sends `signal` to every process of `dirs`, each through a pidfd and checked to be in the
+/// container's cgroups once the pidfd holds it, so a pid that exited and was reused since
+/// cgroup.procs was read is never signalled.
+pub fn signal_each(dirs: &[PathBuf], others: &[PathBuf], relatives: &[PathBuf], signal: i32) {
+    for pid in processes(dirs, others) {
+        if let Err(e) = crate::process::signal_checked(pid, signal, || in_cgroups(pid, relatives)) {
+            tracing::warn!(pid, signal, error = %e, "cannot signal a container process");
+        }
+    }
 }
 
 /// SIGKILLs every process of `dirs`: through `cgroup.kill` in `kill_file`'s cgroup when
-/// that reaches every process, else freeze, kill each pid, thaw, so nothing forks between
-/// the listing and the signals.
+/// that reaches every process and nothing of another container's, else freeze, kill each
+/// pid, thaw, so nothing forks between the listing and the signals. A freeze that fails
+/// does not stop the kill: each process is then killed through its pidfd all the same.
 pub fn kill_all(
     dirs: &[PathBuf],
     others: &[PathBuf],
+    relatives: &[PathBuf],
     kill_file: Option<&Path>,
     freezer: Option<Freezer>,
 ) -> Result<()> {
@@ -180,18 +229,15 @@ pub fn kill_all(
         }
     }
     if let Some(freezer) = &freezer {
-        freezer.set(true)?;
+        if let Err(e) = freezer.set(true) {
+            tracing::warn!(cgroup = %freezer.dir.display(), error = %e, "cannot freeze to kill; killing each process anyway");
+        }
     }
-    for pid in processes(dirs, others) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    signal_each(dirs, others, relatives, libc::SIGKILL);
+    match &freezer {
+        Some(freezer) => freezer.set(false),
+        None => Ok(()),
     }
-    if let Some(freezer) = &freezer {
-        freezer.set(false)?;
-    }
-    Ok(())
 }
 
 /// Removes the trees of `dirs` that berth created, deepest first, then the ancestors in
@@ -244,5 +290,63 @@ fn remove_dir_retrying(dir: &Path, kill: &impl Fn() -> Result<()>) -> Result<()>
             }
             Err(e) => return Err(CgroupError::io("remove cgroup", dir)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    fn own_cgroups() -> Vec<PathBuf> {
+        fs::read_to_string("/proc/self/cgroup")
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let path = line.splitn(3, ':').nth(2).unwrap();
+                PathBuf::from(path.trim_start_matches('/'))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn membership_is_read_from_the_process_itself() {
+        let me = std::process::id() as i32;
+        assert!(in_cgroups(me, &own_cgroups()));
+        assert!(!in_cgroups(me, &[PathBuf::from("no/such/cgroup")]));
+    }
+
+    #[test]
+    fn a_process_that_is_no_longer_meant_is_not_signalled() {
+        let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id() as i32;
+        crate::process::signal_checked(pid, libc::SIGKILL, || false).unwrap();
+        assert!(child.try_wait().unwrap().is_none(), "signalled anyway");
+        crate::process::signal_checked(pid, libc::SIGKILL, || true).unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&child.wait().unwrap()),
+            Some(libc::SIGKILL)
+        );
+    }
+
+    #[test]
+    fn a_freeze_that_times_out_is_reverted() {
+        // The files of a cgroup v2 freezer whose cgroup.events never reports frozen.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.freeze"), "0").unwrap();
+        fs::write(dir.path().join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let freezer = Freezer {
+            dir: dir.path(),
+            v1: false,
+        };
+        assert!(matches!(
+            freezer.set(true),
+            Err(CgroupError::FreezeTimeout { .. })
+        ));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("cgroup.freeze")).unwrap(),
+            "0"
+        );
     }
 }

@@ -21,6 +21,13 @@ impl Unified {
     pub fn new(mount_point: PathBuf) -> Self {
         Self { mount_point }
     }
+
+    /// The container's directories below the root.
+    fn relatives(&self, dirs: &[PathBuf]) -> Vec<PathBuf> {
+        dirs.iter()
+            .filter_map(|dir| dir.strip_prefix(&self.mount_point).ok().map(Path::to_owned))
+            .collect()
+    }
 }
 
 fn read(path: &Path) -> String {
@@ -179,9 +186,21 @@ impl CgroupManager for Unified {
         tree::kill_all(
             dirs,
             others,
+            &self.relatives(dirs),
             kill_file.as_deref(),
             Some(tree::Freezer { dir, v1: false }),
         )
+    }
+
+    fn request_thaw(&self, dirs: &[PathBuf]) -> Result<()> {
+        match dirs.first() {
+            Some(dir) => tree::Freezer { dir, v1: false }.request_thaw(),
+            None => Ok(()),
+        }
+    }
+
+    fn signal_all(&self, dirs: &[PathBuf], others: &[PathBuf], signal: i32) {
+        tree::signal_each(dirs, others, &self.relatives(dirs), signal)
     }
 
     fn remove(&self, dirs: &[PathBuf], created: &[PathBuf], others: &[PathBuf]) -> Result<()> {

@@ -386,6 +386,7 @@ impl Container {
             created_cgroup_dirs,
             rdt,
             hooks: bundle.spec.hooks().clone(),
+            frozen_to_kill: false,
         };
         if let Err(e) = dir.save(&state) {
             let _ = fs::remove_dir_all(dir.path());
@@ -439,7 +440,8 @@ impl Container {
         if let (Some(group), Some(rdt)) = (&state.rdt, linux.intel_rdt()) {
             if group.created_by_berth && !rdt::create(group, rdt)? {
                 // Another create made the group first: it is shared, not ours to remove.
-                self.update(|state| state.rdt.as_mut().expect("planned").created_by_berth = false)?;
+                self.update(|state| state.rdt.as_mut().expect("planned").created_by_berth = false)
+                    .await?;
             }
         }
 
@@ -489,7 +491,7 @@ impl Container {
             return Err(channel.unexpected("the init's pid"));
         };
         let init = InitProcess { pid, start_time };
-        self.update(|state| state.init = Some(init))?;
+        self.update(|state| state.init = Some(init)).await?;
         fault::point("after-init-spawned");
         self.exit_status = Some(runtime.reaper.watch(&init));
         self.exit_observed = false;

@@ -82,24 +82,25 @@ impl Container {
 
     /// D7, D8: SIGKILL, then wait for the init to go, a round at a time; a round ends the
     /// moment the init's pidfd reports the exit.
-    pub(super) async fn kill_and_wait(&self, runtime: &Runtime, others: &[PathBuf]) -> Result<()> {
+    pub(super) async fn kill_and_wait(
+        &mut self,
+        runtime: &Runtime,
+        others: &[PathBuf],
+    ) -> Result<()> {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
         if state.shares_pid_namespace {
-            let others = others.to_vec();
-            self.with_cgroups(move |cgroups, dirs| cgroups.kill_all(dirs, &others))
-                .await?;
+            self.kill_all(others).await?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
                 .context(|| format!("kill the init of container {}", self.id))?;
         }
-        // On cgroup v1 a frozen task never handles the SIGKILL until it is thawed.
-        if frozen {
-            self.with_cgroups(|cgroups, dirs| cgroups.set_frozen(dirs, false))
-                .await?;
-        }
+        // A frozen task never handles the SIGKILL until it is thawed: thawed whatever froze
+        // it (a pause, a freeze left FREEZING), without waiting, since an ancestor's freeze
+        // never lifts from here.
+        self.with_cgroups(|cgroups, dirs| cgroups.request_thaw(dirs))
+            .await?;
         let Some(init) = &self.init else {
             return Ok(());
         };
@@ -242,6 +243,7 @@ mod tests {
             created_cgroup_dirs: vec!["/fake/berth".into(), "/fake/berth/c1".into()],
             rdt: None,
             hooks: None,
+            frozen_to_kill: false,
         };
         Container::load(
             ContainerId::parse("c1").unwrap(),

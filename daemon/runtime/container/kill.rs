@@ -14,7 +14,7 @@ impl Container {
     /// A SIGKILL for a container that shares its PID namespace reaches the whole tree too:
     /// killing only its init would leave the rest running.
     /// `others`: the cgroup directories of every other registered container, never signalled.
-    pub async fn kill(&self, signal: u32, all: bool, others: &[PathBuf]) -> Result<()> {
+    pub async fn kill(&mut self, signal: u32, all: bool, others: &[PathBuf]) -> Result<()> {
         if signal == 0 || signal > MAX_SIGNAL {
             return Err(Error::InvalidSignal(signal));
         }
@@ -27,16 +27,15 @@ impl Container {
         let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
         if whole_tree {
             if signal == libc::SIGKILL as u32 {
-                let others = others.to_vec();
-                return self
-                    .with_cgroups(move |cgroups, dirs| cgroups.kill_all(dirs, &others))
-                    .await;
+                return self.kill_all(others).await;
             }
-            for pid in self.cgroups.processes(&state.cgroup_dirs, others) {
-                // SAFETY: kill with a pid and a signal number checked to be in range.
-                unsafe { libc::kill(pid, signal as i32) };
-            }
-            return Ok(());
+            let others = others.to_vec();
+            return self
+                .with_cgroups(move |cgroups, dirs| {
+                    cgroups.signal_all(dirs, &others, signal as i32);
+                    Ok(())
+                })
+                .await;
         }
         match (&self.init, status) {
             (Some(init), status) if status.can_kill() => init

@@ -116,6 +116,17 @@ impl Container {
         }
     }
 
+    /// SIGKILLs everything in the container's trees. The manager may freeze the cgroup to do
+    /// it: that is recorded first, so a berthd that dies before the thaw thaws it when it
+    /// starts again (the registry's load) instead of leaving the container paused.
+    pub(crate) async fn kill_all(&mut self, others: &[PathBuf]) -> Result<()> {
+        self.update(|state| state.frozen_to_kill = true).await?;
+        let others = others.to_vec();
+        self.with_cgroups(move |cgroups, dirs| cgroups.kill_all(dirs, &others))
+            .await?;
+        self.update(|state| state.frozen_to_kill = false).await
+    }
+
     /// Runs cgroup work on the container's directories, off the runtime threads.
     async fn with_cgroups<T: Send + 'static>(
         &self,
@@ -157,7 +168,7 @@ impl Container {
             exited_at: SystemTime::now(),
         });
         if let Some(record) = &record {
-            if let Err(e) = self.update(|state| state.exit = Some(record.clone())) {
+            if let Err(e) = self.update(|state| state.exit = Some(record.clone())).await {
                 tracing::warn!(id = %self.id, error = %e, "cannot record the exit status");
             }
         }
@@ -215,14 +226,16 @@ impl Container {
         json.to_string()
     }
 
-    /// Persists a state change; the in-memory record follows only if the write succeeded.
-    pub fn update(&mut self, change: impl FnOnce(&mut ContainerState)) -> crate::error::Result<()> {
+    /// Persists a state change, off the runtime threads (it fsyncs); the in-memory record
+    /// follows only if the write succeeded.
+    pub async fn update(&mut self, change: impl FnOnce(&mut ContainerState)) -> Result<()> {
         let Record::Valid(state) = &self.record else {
             return Ok(());
         };
         let mut next = state.clone();
         change(&mut next);
-        self.dir.save(&next)?;
+        let (dir, saved) = (self.dir.clone(), next.clone());
+        blocking::run(move || dir.save(&saved)).await?;
         self.record = Record::Valid(next);
         Ok(())
     }
