@@ -1192,3 +1192,164 @@ async fn kill_all_with_a_signal_leaves_a_paused_container_paused() {
     wait_exit_status(&mut client, "quiet").await;
     daemon.delete("quiet", false).await.unwrap();
 }
+
+/// 200 KiB of annotations: the OCI state JSON on a hook's stdin is then far larger than a
+/// pipe's buffer (64 KiB).
+fn large_annotations() -> serde_json::Value {
+    serde_json::json!({ "team": "berth", "padding": "x".repeat(200 * 1024) })
+}
+
+/// Kills what a hook left behind (its pid written to `pid_file`), if it is still there.
+fn kill_leftover(pid_file: &str) {
+    if let Ok(pid) = fs::read_to_string(pid_file) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn hook_that_ignores_a_large_stdin_does_not_hang_the_delete() {
+    let daemon = Daemon::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let leftover = output_file(&out, "leftover.pid");
+    let seen = output_file(&out, "seen");
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit(|c| {
+        c["annotations"] = large_annotations();
+        c["hooks"] = serde_json::json!({ "poststop": [
+            // Never reads stdin, exits at once, and leaves a process holding the pipe's
+            // read end (as a hook that starts a daemon does): the pipe never fills nor breaks.
+            { "path": "/usr/bin/busybox",
+              "args": ["sh", "-c", format!("exec 3<&0; sleep 1000 & echo $! > {leftover}; exit 0")] },
+            // Never reads stdin and exits at once.
+            { "path": "/usr/bin/busybox", "args": ["true"] },
+            // The next hook still gets the whole state.
+            { "path": "/usr/bin/busybox", "args": ["sh", "-c", format!("cat > {seen}")] },
+        ]});
+    });
+    daemon.run("big-state", &bundle, None).await;
+    let started = Instant::now();
+    let delete =
+        tokio::time::timeout(Duration::from_secs(20), daemon.delete("big-state", true)).await;
+    kill_leftover(&leftover);
+    let response = delete
+        .unwrap_or_else(|_| panic!("the delete hung on a hook that ignores its stdin"))
+        .unwrap();
+    assert!(response.warnings.is_empty(), "{:?}", response.warnings);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(state["annotations"]["team"], "berth");
+    assert_eq!(
+        state["annotations"]["padding"].as_str().unwrap().len(),
+        200 * 1024
+    );
+    assert!(!daemon.root.join("big-state").exists());
+}
+
+#[tokio::test]
+async fn a_hook_without_timeout_gets_the_default() {
+    let daemon = Daemon::start_with(|_| {}, &["--hook-timeout-default", "1s"]).await;
+    let out = tempfile::tempdir().unwrap();
+    let orphan_pid = output_file(&out, "orphan.pid");
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({ "poststop": [
+            { "path": "/usr/bin/busybox",
+              "args": ["sh", "-c", format!("sleep 1000 & echo $! > {orphan_pid}; sleep 1000")] },
+        ]});
+    });
+    daemon.run("forever", &bundle, None).await;
+    let started = Instant::now();
+    let delete =
+        tokio::time::timeout(Duration::from_secs(20), daemon.delete("forever", true)).await;
+    let response = delete
+        .unwrap_or_else(|_| {
+            kill_leftover(&orphan_pid);
+            panic!("a hook without a timeout held the delete")
+        })
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.warnings.len(), 1, "{:?}", response.warnings);
+    assert!(
+        response.warnings[0].starts_with("poststop hook #0")
+            && response.warnings[0].contains("timeout of 1s")
+            && response.warnings[0].contains("--hook-timeout-default"),
+        "{:?}",
+        response.warnings
+    );
+    // Its whole process group was killed.
+    let orphan: i32 = fs::read_to_string(&orphan_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_gone(&[orphan]).await;
+    assert!(!daemon.root.join("forever").exists());
+
+    // The container's init runs createContainer hooks under the same default.
+    let mut stuck = Bundle::busybox(&["sleep", "1000"]);
+    stuck.edit(|c| {
+        c["hooks"] = serde_json::json!({ "createContainer": [
+            { "path": "/usr/bin/busybox", "args": ["sleep", "1000"] },
+        ]});
+    });
+    let started = Instant::now();
+    let status = daemon.create("stuck", &stuck, None).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        status.message().contains("createContainer hook #0")
+            && status.message().contains("timeout of 1s"),
+        "{status:?}"
+    );
+    assert_nothing_left(&daemon, "stuck");
+}
+
+#[tokio::test]
+async fn a_hook_timeout_above_the_maximum_is_capped() {
+    let daemon = Daemon::start_with(
+        |_| {},
+        &["--hook-timeout-default", "1s", "--hook-timeout-max", "1s"],
+    )
+    .await;
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({ "poststop": [
+            { "path": "/usr/bin/busybox", "args": ["sleep", "1000"], "timeout": 3600 },
+        ]});
+    });
+    daemon.run("capped", &bundle, None).await;
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(20), daemon.delete("capped", true))
+        .await
+        .expect("the hook's own timeout was not capped")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.warnings.len(), 1, "{:?}", response.warnings);
+    assert!(
+        response.warnings[0].contains("timeout of 1s")
+            && response.warnings[0].contains("--hook-timeout-max"),
+        "{:?}",
+        response.warnings
+    );
+}

@@ -730,3 +730,154 @@ async fn a_cgroup_that_already_holds_processes_is_refused() {
     stranger.wait().unwrap();
     fs::remove_dir(&pids_dir).unwrap();
 }
+
+#[tokio::test]
+async fn init_hooks_that_ignore_a_large_stdin_do_not_hang_create_or_start() {
+    let daemon = Daemon::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let stdout = output_file(&out, "stdout");
+    // Each never reads its stdin, exits at once, and leaves a process holding the pipe's
+    // read end: the init's write of the state neither completes nor breaks.
+    let ignoring = |busybox: &str| {
+        serde_json::json!({
+            "path": busybox,
+            "args": ["sh", "-c", "exec 3<&0; sleep 1000 & exit 0"],
+        })
+    };
+    let mut bundle = Bundle::busybox(&["sh", "-c", "echo started; sleep 1000"]);
+    bundle.edit(|c| {
+        // 200 KiB: far more than a pipe's buffer.
+        c["annotations"] = serde_json::json!({ "padding": "x".repeat(200 * 1024) });
+        c["hooks"] = serde_json::json!({
+            "createContainer": [ignoring("/usr/bin/busybox")],
+            // startContainer hooks run inside the container, from its root file system.
+            "startContainer": [ignoring("/bin/busybox")],
+        });
+    });
+    let created = tokio::time::timeout(
+        Duration::from_secs(20),
+        daemon.create("big-init", &bundle, Some(&stdout)),
+    )
+    .await
+    .expect("create hung on a createContainer hook that ignores its stdin")
+    .unwrap_or_else(|e| panic!("create: {e:?}\n{}", daemon.logs()));
+    daemon.start_container("big-init").await.unwrap();
+    // The user process only runs once the startContainer hook is done with.
+    wait_output(&stdout, "started").await;
+    assert_eq!(
+        daemon.get("big-init").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    daemon.delete("big-init", true).await.unwrap();
+    wait_gone(&[created.pid as i32]).await;
+    assert_nothing_left(&daemon, "big-init");
+}
+
+#[tokio::test]
+async fn hook_timeouts_of_zero_or_less_are_invalid_at_create() {
+    let daemon = Daemon::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let ran = output_file(&out, "ran");
+    let fine = serde_json::json!({
+        "path": "/usr/bin/busybox",
+        "args": ["sh", "-c", format!("echo ran >> {ran}")],
+        "timeout": 5,
+    });
+    let with_timeout = |timeout: i64| {
+        let mut hook = fine.clone();
+        hook["timeout"] = timeout.into();
+        hook
+    };
+    let cases = [
+        ("poststop", 0, 0),
+        ("poststop", 0, -1),
+        ("createContainer", 1, 0),
+        ("createRuntime", 1, -1),
+        ("startContainer", 0, i64::MIN),
+        ("poststart", 2, 0),
+        ("prestart", 0, -1),
+    ];
+    for (index, (kind, position, timeout)) in cases.into_iter().enumerate() {
+        let mut hooks = vec![fine.clone(); position];
+        hooks.push(with_timeout(timeout));
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+        bundle.edit(|c| {
+            // Hooks that would run first, had the create gone ahead.
+            c["hooks"] = serde_json::json!({ "createRuntime": [fine.clone()] });
+            c["hooks"][kind] = hooks.into();
+        });
+        let id = format!("bad-timeout{index}");
+        let status = daemon.create(&id, &bundle, None).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{kind} {timeout}: {status:?}"
+        );
+        let expected = format!("hooks.{kind}[{position}].timeout must be greater than zero");
+        assert!(status.message().contains(&expected), "{status:?}");
+        assert_nothing_left(&daemon, &id);
+    }
+    assert!(fs::read_to_string(&ran).is_err(), "a hook ran");
+    assert!(daemon.list().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hook_timeout_of_i64_max_does_not_panic() {
+    // With the default maximum the timeout is capped; with a maximum past what the clock can
+    // tell (more than i64::MAX seconds) it is kept whole, as berth before the maximum did.
+    for extra_args in [&[][..], &["--hook-timeout-max", "500000000000years"][..]] {
+        hooks_with_a_timeout_of_i64_max_run(extra_args).await;
+    }
+}
+
+async fn hooks_with_a_timeout_of_i64_max_run(extra_args: &[&str]) {
+    let daemon = Daemon::start_with(|_| {}, extra_args).await;
+    let out = tempfile::tempdir().unwrap();
+    let stdout = output_file(&out, "stdout");
+    let log = output_file(&out, "hooks.log");
+    let hook = |busybox: &str, name: &str, log: &str| {
+        serde_json::json!({
+            "path": busybox,
+            "args": ["sh", "-c", format!("echo {name} >> {log}")],
+            "timeout": i64::MAX,
+        })
+    };
+    let mut bundle = Bundle::busybox(&["sh", "-c", "echo started; sleep 1000"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "prestart": [hook("/usr/bin/busybox", "prestart", &log)],
+            "createRuntime": [hook("/usr/bin/busybox", "createRuntime", &log)],
+            "createContainer": [hook("/usr/bin/busybox", "createContainer", &log)],
+            // Inside the container: it reports on its stderr, the container's.
+            "startContainer": [{
+                "path": "/bin/busybox",
+                "args": ["sh", "-c", "echo startContainer >&2"],
+                "timeout": i64::MAX,
+            }],
+            "poststart": [hook("/usr/bin/busybox", "poststart", &log)],
+            "poststop": [hook("/usr/bin/busybox", "poststop", &log)],
+        });
+    });
+    let created = daemon
+        .create("huge-timeout", &bundle, Some(&stdout))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e:?}\n{}", daemon.logs()));
+    let started = daemon.start_container("huge-timeout").await.unwrap();
+    assert_eq!(started.status(), ContainerStatus::Running);
+    wait_output(&stdout, "started").await;
+    assert!(fs::read_to_string(&stdout)
+        .unwrap()
+        .contains("startContainer"));
+    let response = daemon.delete("huge-timeout", true).await.unwrap();
+    assert!(response.warnings.is_empty(), "{:?}", response.warnings);
+    wait_gone(&[created.pid as i32]).await;
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "createRuntime\nprestart\ncreateContainer\npoststart\npoststop\n"
+    );
+    // The daemon, and containers after it, keep working.
+    let plain = Bundle::busybox(&["sleep", "1000"]);
+    daemon.run("after", &plain, None).await;
+    daemon.delete("after", true).await.unwrap();
+    assert!(!daemon.logs().contains("panicked"), "{}", daemon.logs());
+}

@@ -27,6 +27,8 @@ pub struct InitConfig {
     pub exec_fifo: PathBuf,
     /// What a `cgroup` mount in the config becomes.
     pub cgroup_mount: crate::cgroups::ContainerMount,
+    /// How long the hooks the init runs may take.
+    pub hook_timeouts: crate::hooks::HookTimeouts,
 }
 
 /// Progress reports, helper -> berthd.

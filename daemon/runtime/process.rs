@@ -124,7 +124,7 @@ pub struct Pidfd {
 }
 
 /// `None` when no process has this pid.
-fn pidfd_open(pid: i32) -> io::Result<Option<std::os::fd::OwnedFd>> {
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<Option<std::os::fd::OwnedFd>> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if raw < 0 {
@@ -168,34 +168,6 @@ pub fn signal_checked(pid: i32, signal: i32, still_meant: impl FnOnce() -> bool)
     match pidfd_open(pid)? {
         Some(pidfd) if still_meant() => send_signal(&pidfd, signal),
         _ => Ok(()),
-    }
-}
-
-/// Blocks until the unreaped child `pid` exits or `limit` passes; true when it exited.
-/// For single-threaded code outside the runtime (the container's init).
-pub fn wait_child_exit(pid: i32, limit: std::time::Duration) -> io::Result<bool> {
-    let Some(fd) = pidfd_open(pid)? else {
-        return Ok(true);
-    };
-    use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
-        fd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        if remaining.is_zero() {
-            return Ok(false);
-        }
-        let millis = u16::try_from(remaining.as_millis())
-            .unwrap_or(u16::MAX)
-            .max(1);
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => return Ok(true),
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 

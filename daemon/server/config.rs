@@ -48,6 +48,15 @@ pub struct Config {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     pub kill_wait_round: Duration,
 
+    /// How long a hook that names no timeout may run before it is killed, with its process
+    /// group (runc waits forever).
+    #[arg(long, value_parser = positive_duration, default_value = "1m")]
+    pub hook_timeout_default: Duration,
+
+    /// The longest any hook may run: a hook's own longer timeout is capped to this.
+    #[arg(long, value_parser = positive_duration, default_value = "10m")]
+    pub hook_timeout_max: Duration,
+
     /// Events a WatchEvents subscriber may fall behind by; past that it gets a LAGGED event
     /// saying how many it missed.
     #[arg(long, default_value_t = 1024)]
@@ -151,6 +160,30 @@ impl Config {
     /// The settings from the command line over those of the `--config` file, whose keys
     /// are the flags' long names. A flag given on the command line wins over the file.
     pub fn from_args(args: Vec<std::ffi::OsString>) -> Result<Self, ConfigError> {
+        let config = Self::merge_args(args)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// What no single flag's parser can see: settings that contradict each other.
+    fn check(&self) -> Result<(), ConfigError> {
+        use clap::CommandFactory;
+        if self.hook_timeout_default > self.hook_timeout_max {
+            return Err(Self::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--hook-timeout-default ({}) is longer than --hook-timeout-max ({})",
+                        humantime::format_duration(self.hook_timeout_default),
+                        humantime::format_duration(self.hook_timeout_max)
+                    ),
+                )
+                .into());
+        }
+        Ok(())
+    }
+
+    fn merge_args(args: Vec<std::ffi::OsString>) -> Result<Self, ConfigError> {
         use clap::{parser::ValueSource, ArgAction, CommandFactory, FromArgMatches, Parser};
         let command = Self::command();
         let matches = command.clone().try_get_matches_from(&args)?;
@@ -274,6 +307,15 @@ impl Config {
     }
 }
 
+/// A duration (humantime: `90s`, `1m 30s`) greater than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
 /// The 1-based line where `key` is set in a flat TOML file.
 fn line_of(text: &str, key: &str) -> usize {
     text.lines()
@@ -285,4 +327,69 @@ fn line_of(text: &str, key: &str) -> usize {
             rest.is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map_or(0, |index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_args(
+            std::iter::once("berthd")
+                .chain(args.iter().copied())
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn hook_timeouts_default_to_one_minute_and_at_most_ten() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.hook_timeout_default, Duration::from_secs(60));
+        assert_eq!(config.hook_timeout_max, Duration::from_secs(600));
+        let config = parse(&["--hook-timeout-default", "1s", "--hook-timeout-max", "1h"]).unwrap();
+        assert_eq!(config.hook_timeout_default, Duration::from_secs(1));
+        assert_eq!(config.hook_timeout_max, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn hook_timeouts_of_zero_are_refused() {
+        for flag in ["--hook-timeout-default", "--hook-timeout-max"] {
+            let error = parse(&[flag, "0s"]).unwrap_err().to_string();
+            assert!(error.contains("must be greater than zero"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_hook_timeout_default_above_the_maximum_is_refused() {
+        let error = parse(&["--hook-timeout-max", "30s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--hook-timeout-default (1m) is longer than --hook-timeout-max (30s)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn hook_timeouts_can_be_set_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berthd.toml");
+        std::fs::write(
+            &file,
+            "hook-timeout-default = \"5s\"\nhook-timeout-max = \"2m\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(config.hook_timeout_default, Duration::from_secs(5));
+        assert_eq!(config.hook_timeout_max, Duration::from_secs(120));
+        std::fs::write(&file, "hook-timeout-default = \"0s\"\n").unwrap();
+        let error = parse(&["--config", file.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 1") && error.contains("greater than zero"),
+            "{error}"
+        );
+    }
 }

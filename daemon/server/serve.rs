@@ -27,6 +27,7 @@ use berth_runtime::{
     error::{IoContext, Result},
     events::Events,
     helper::InitBinary,
+    hooks::HookTimeouts,
     process::Reaper,
     registry::Registry,
     state_dir::StateRoot,
@@ -100,6 +101,10 @@ pub async fn serve(
         resctrl_root: config.resctrl_root.clone(),
         kill_wait_rounds: config.kill_wait_rounds,
         kill_wait_round: config.kill_wait_round,
+        hook_timeouts: HookTimeouts {
+            default: config.hook_timeout_default,
+            max: config.hook_timeout_max,
+        },
         reaper: Reaper::start().context(|| "become a child subreaper".into())?,
         init_binary: InitBinary::seal_current_exe()
             .context(|| "copy berthd into a sealed memfd".into())?,

@@ -87,6 +87,9 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
     let mut spec: Spec = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(&config, format!("invalid config.json: {e}")))?;
     check_supported(&spec, &config)?;
+    if let Some(hooks) = spec.hooks() {
+        hooks::check_timeouts(hooks).map_err(|reason| invalid(&config, reason))?;
+    }
 
     let root = spec
         .root()
@@ -484,6 +487,7 @@ impl Container {
                 rootfs: bundle.rootfs.clone(),
                 exec_fifo: self.dir.exec_fifo(),
                 cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
+                hook_timeouts: runtime.hook_timeouts,
             })
             .await?;
 
@@ -510,7 +514,7 @@ impl Container {
             ("prestart", hooks.prestart()),
         ] {
             for (index, hook) in list.iter().flatten().enumerate() {
-                hooks::run(&runtime.reaper, kind, index, hook, &creating)
+                hooks::run(runtime, kind, index, hook, &creating)
                     .await
                     .map_err(|message| channel.failed(message))?;
             }
@@ -521,7 +525,18 @@ impl Container {
                 created_state: self.oci_state("created"),
             })
             .await?;
-        match channel.receive("ready").await? {
+        // Before it is ready the init runs the createContainer hooks, each of which may take
+        // its whole time limit.
+        let container_hooks = hooks
+            .create_container()
+            .iter()
+            .flatten()
+            .map(|hook| runtime.hook_timeouts.limit(hook.timeout()).duration)
+            .fold(Duration::ZERO, Duration::saturating_add);
+        match channel
+            .receive_within("ready", STEP_TIMEOUT.saturating_add(container_hooks))
+            .await?
+        {
             Report::Ready => Ok(()),
             _ => Err(channel.unexpected("ready")),
         }
@@ -568,12 +583,16 @@ impl HelperChannel {
     }
 
     async fn receive(&mut self, waiting_for: &str) -> Result<Report> {
+        self.receive_within(waiting_for, STEP_TIMEOUT).await
+    }
+
+    async fn receive_within(&mut self, waiting_for: &str, limit: Duration) -> Result<Report> {
         let mut line = String::new();
-        let read = tokio::time::timeout(STEP_TIMEOUT, self.reader.read_line(&mut line)).await;
+        let read = tokio::time::timeout(limit, self.reader.read_line(&mut line)).await;
         let report = match read {
             Err(_) => {
                 return Err(self.failed(format!(
-                    "no answer within {STEP_TIMEOUT:?} while waiting for {waiting_for}"
+                    "no answer within {limit:?} while waiting for {waiting_for}"
                 )))
             }
             Ok(Err(e)) => return Err(self.failed(format!("reading from the init: {e}"))),

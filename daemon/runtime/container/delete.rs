@@ -156,8 +156,7 @@ impl Container {
             .and_then(|s| s.hooks.as_ref())
             .and_then(|h| h.poststop().clone());
         for (index, hook) in poststop.iter().flatten().enumerate() {
-            if let Err(warning) =
-                hooks::run(&runtime.reaper, "poststop", index, hook, &stopped_state).await
+            if let Err(warning) = hooks::run(runtime, "poststop", index, hook, &stopped_state).await
             {
                 tracing::warn!(id = %self.id, warning, "poststop hook failed");
                 warnings.push(warning);

@@ -33,6 +33,8 @@ pub struct Runtime {
     /// delete.md D8: how many rounds of how long a kill waits for the init to go.
     pub kill_wait_rounds: u32,
     pub kill_wait_round: Duration,
+    /// How long hooks may run (`--hook-timeout-default`, `--hook-timeout-max`).
+    pub hook_timeouts: crate::hooks::HookTimeouts,
     pub reaper: Arc<Reaper>,
     pub init_binary: InitBinary,
     pub cgroups: Arc<dyn CgroupManager>,

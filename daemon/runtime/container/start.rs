@@ -55,9 +55,7 @@ impl Container {
             self.oci_state("running")
         };
         for (index, hook) in poststart.iter().enumerate() {
-            if let Err(warning) =
-                hooks::run(&runtime.reaper, "poststart", index, hook, &running).await
-            {
+            if let Err(warning) = hooks::run(runtime, "poststart", index, hook, &running).await {
                 tracing::warn!(id = %self.id, warning, "poststart hook failed");
                 warnings.push(warning);
             }

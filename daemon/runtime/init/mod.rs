@@ -216,6 +216,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
         container_hooks.as_deref().unwrap_or_default(),
         "createContainer",
         &proceed.creating_state,
+        &config.hook_timeouts,
     )?;
 
     rootfs::pivot(&config.rootfs)?;
@@ -243,6 +244,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
         start_hooks.as_deref().unwrap_or_default(),
         "startContainer",
         &proceed.created_state,
+        &config.hook_timeouts,
     )?;
     process::become_user_process(spec)?;
     Err(program.exec())
