@@ -1353,3 +1353,225 @@ async fn a_hook_timeout_above_the_maximum_is_capped() {
         response.warnings
     );
 }
+
+// ----------------------------------------------------------------------------------------
+// Issue 13, items 7 and 14: RDT groups several containers share; messages and codes.
+// ----------------------------------------------------------------------------------------
+
+/// Issue 13, item 7. No resctrl exists on these machines: a plain directory stands in for
+/// it (`--resctrl-root`), so this pins berth's bookkeeping (whose group it is, who still
+/// uses it), not the kernel's allocation.
+#[tokio::test]
+async fn d11_rdt_group_shared_by_a_later_container_stays_until_the_last_one_goes() {
+    let resctrl = tempfile::tempdir().unwrap();
+    let root_flag = resctrl.path().to_str().unwrap().to_owned();
+    let mut daemon = Daemon::start_with(|_| {}, &["--resctrl-root", &root_flag]).await;
+    let group = resctrl.path().join("team");
+    let mut first = Bundle::busybox(&["sleep", "1000"]);
+    first.edit(|c| {
+        c["linux"]["intelRdt"] = serde_json::json!({ "closID": "team", "l3CacheSchema": "L3:0=f" })
+    });
+    daemon.run("rdt-first", &first, None).await;
+    assert!(
+        group.is_dir(),
+        "berth makes a closID group that does not exist"
+    );
+    let mut later = Bundle::busybox(&["sleep", "1000"]);
+    later.edit(|c| c["linux"]["intelRdt"] = serde_json::json!({ "closID": "team" }));
+    daemon.run("rdt-later", &later, None).await;
+
+    // What the registry knows of each container's group is rebuilt from the state files.
+    daemon.terminate().await;
+    daemon.spawn(&["--resctrl-root", &root_flag]);
+    daemon.wait_serving().await;
+
+    daemon.delete("rdt-first", true).await.unwrap();
+    assert!(group.is_dir(), "removed while rdt-later still uses it");
+    assert_eq!(
+        fs::read_to_string(group.join("schemata")).unwrap(),
+        "L3:0=f\n",
+        "the allocation rdt-later runs under is still there"
+    );
+    daemon.delete("rdt-later", true).await.unwrap();
+    assert!(
+        !group.exists(),
+        "the last container of a group berth made removes it"
+    );
+}
+
+/// Issue 13, item 14: the closID is the caller's input, so a name that cannot be a group's
+/// directory is the caller's fault, and nothing is left of the create.
+#[tokio::test]
+async fn an_invalid_clos_id_is_invalid_argument() {
+    let resctrl = tempfile::tempdir().unwrap();
+    let root_flag = resctrl.path().to_str().unwrap().to_owned();
+    let daemon = Daemon::start_with(|_| {}, &["--resctrl-root", &root_flag]).await;
+    for (index, bad) in ["..", "a/b", ""].into_iter().enumerate() {
+        let id = format!("bad-clos{index}");
+        let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+        bundle.edit(|c| c["linux"]["intelRdt"] = serde_json::json!({ "closID": bad }));
+        let status = daemon.create(&id, &bundle, None).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}: {status:?}");
+        assert!(
+            status.message().contains(&format!("container {id}"))
+                && status.message().contains("closID")
+                && status.message().contains("not a valid group name"),
+            "{status:?}"
+        );
+        assert_nothing_left(&daemon, &id);
+    }
+    assert_eq!(fs::read_dir(resctrl.path()).unwrap().count(), 0);
+}
+
+/// Issue 13, item 14. The fault point `panic:<name>` (debug builds) panics the delete once,
+/// once its cgroups are gone: the caller is told which container, berthd serves on, and the
+/// next delete finishes the job.
+#[tokio::test]
+async fn d17_a_panic_in_a_delete_is_internal_naming_the_container_and_berthd_serves_on() {
+    let mut daemon = Daemon::start().await;
+    daemon.crash();
+    daemon.spawn_with_env(&[], &[("BERTH_FAULT", "panic:after-cgroup-removed")]);
+    daemon.wait_serving().await;
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let pid = daemon.run("panicky", &bundle, None).await;
+    daemon.run("bystander", &bundle, None).await;
+
+    let status = daemon.delete("panicky", true).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("delete of container panicky panicked:")
+            && status.message().contains("fault injection"),
+        "{status:?}"
+    );
+    wait_gone(&[pid]).await;
+    assert_eq!(
+        daemon.health("").await.unwrap(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    assert_eq!(
+        daemon.get("bystander").await.unwrap().status(),
+        ContainerStatus::Running
+    );
+    // Its lease was let go: the container is there, stopped, and a plain delete finishes.
+    assert_eq!(
+        daemon.get("panicky").await.unwrap().status(),
+        ContainerStatus::Stopped
+    );
+    daemon.delete("panicky", false).await.unwrap();
+    assert_nothing_left(&daemon, "panicky");
+    assert_eq!(daemon.list().await.len(), 1);
+    daemon.delete("bystander", true).await.unwrap();
+}
+
+/// Issue 13, item 14: D19, as runc logs its warnings.
+#[tokio::test]
+async fn d19_warnings_of_a_successful_delete_go_to_stderr_with_exit_0() {
+    let daemon = Daemon::start().await;
+    let mut bundle = Bundle::busybox(&["true"]);
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({ "poststop": [
+            { "path": "/bin/sh", "args": ["sh", "-c", "exit 3"] },
+        ]});
+    });
+    daemon.run("warned", &bundle, None).await;
+    wait_status(
+        &mut daemon.client().await,
+        "warned",
+        ContainerStatus::Stopped,
+    )
+    .await;
+    let deleted = daemon.cli(&["delete", "warned"]);
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert!(stdout(&deleted).is_empty(), "{}", stdout(&deleted));
+    assert_eq!(
+        stderr(&deleted),
+        "warning: poststop hook #0 (/bin/sh): exited with status 3\n"
+    );
+    assert_nothing_left(&daemon, "warned");
+}
+
+/// Sets the immutable attribute on a directory (ext4, as /tmp is here) until dropped: even
+/// root can then write nothing in it, so berth cannot save a state file there.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: PathBuf) -> Self {
+        Self::chattr(&dir, "+i");
+        Self(dir)
+    }
+
+    fn chattr(dir: &std::path::Path, flag: &str) {
+        let status = Command::new("chattr").arg(flag).arg(dir).status().unwrap();
+        assert!(status.success(), "chattr {flag} {}", dir.display());
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        Self::chattr(&self.0, "-i");
+    }
+}
+
+/// Issue 13, item 14: a freeze, a kill of the tree and a kill-and-wait that fail say which
+/// container, even where the cause names only a path (here a cgroup path that is not the
+/// id's).
+#[tokio::test]
+async fn failed_freezes_kills_of_the_tree_and_kill_and_wait_name_the_container() {
+    let daemon = Daemon::start().await;
+    let mut bundle = Bundle::busybox(&["sleep", "1000"]);
+    with_cgroups_path(&mut bundle, "held/inner");
+    daemon.run("named", &bundle, None).await;
+    let mut client = daemon.client().await;
+    client
+        .pause_container(berth::proto::PauseContainerRequest { id: "named".into() })
+        .await
+        .unwrap();
+    // A frozen ancestor: the container's thaw never completes.
+    let ancestor = cgroup_dirs(&format!("{}/held", daemon.cgroup_parent));
+    freeze_by_hand(&ancestor, true);
+    let status = client
+        .resume_container(berth::proto::ResumeContainerRequest { id: "named".into() })
+        .await
+        .unwrap_err();
+    freeze_by_hand(&ancestor, false);
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("cannot resume container named: ")
+            && status.message().contains("did not report thawed"),
+        "{status:?}"
+    );
+
+    // Killing the tree records the freeze it may make first; that write fails here.
+    let immutable = Immutable::set(daemon.root.join("named"));
+    let status = daemon.kill("named", 9, true).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("cannot kill container named: "),
+        "{status:?}"
+    );
+    drop(immutable);
+    daemon.delete("named", true).await.unwrap();
+
+    // A delete of a container sharing the host's PID namespace kills its tree the same way.
+    let mut shared = Bundle::busybox(&["sleep", "1000"]);
+    shared.without_namespace("pid");
+    daemon.run("shared", &shared, None).await;
+    let immutable = Immutable::set(daemon.root.join("shared"));
+    let status = daemon.delete("shared", true).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("cannot kill container shared: "),
+        "{status:?}"
+    );
+    drop(immutable);
+    daemon.delete("shared", true).await.unwrap();
+    assert_nothing_left(&daemon, "shared");
+}

@@ -67,6 +67,15 @@ pub enum Error {
     #[error("unable to destroy container: {id}: {cause}")]
     Destroy { id: String, cause: Box<Error> },
 
+    /// A step of an operation on a container failed (a freeze, a kill of its tree); the
+    /// cause decides the status code. `action` reads as "cannot <action>".
+    #[error("cannot {action} container {id}: {cause}")]
+    Operation {
+        id: String,
+        action: &'static str,
+        cause: Box<Error>,
+    },
+
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
 
@@ -79,6 +88,12 @@ pub enum Error {
 
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+
+    #[error(transparent)]
+    Rdt(#[from] crate::rdt::RdtError),
+
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
 
     #[error("{context}: {source}")]
     Io {
@@ -106,6 +121,21 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|source| Error::Io {
             context: context(),
             source,
+        })
+    }
+}
+
+/// Names the container an operation failed on, for errors whose cause names only a path.
+pub trait OnContainer<T> {
+    fn on_container(self, action: &'static str, id: &impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> OnContainer<T> for std::result::Result<T, E> {
+    fn on_container(self, action: &'static str, id: &impl std::fmt::Display) -> Result<T> {
+        self.map_err(|cause| Error::Operation {
+            id: id.to_string(),
+            action,
+            cause: Box::new(cause.into()),
         })
     }
 }

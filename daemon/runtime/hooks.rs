@@ -11,7 +11,9 @@
 //! Every hook runs under a time limit ([`HookTimeouts`]): its own `timeout`, capped to
 //! berthd's maximum, or berthd's default when it names none.
 use std::{
+    io,
     os::{fd::OwnedFd, unix::process::CommandExt},
+    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -20,11 +22,44 @@ use oci_spec::runtime::Hook;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::{
-    container::Runtime,
-    error::{IoContext, Result},
-    process::ExitStatus,
-};
+use crate::{container::Runtime, process::ExitStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// Refused at create: the OCI runtime spec wants a timeout greater than zero.
+    #[error("hooks.{kind}[{index}].timeout must be greater than zero (it is {timeout})")]
+    InvalidTimeout {
+        kind: &'static str,
+        index: usize,
+        timeout: i64,
+    },
+    #[error("{kind} hook #{index} ({}): {problem}", path.display())]
+    Failed {
+        kind: &'static str,
+        index: usize,
+        path: PathBuf,
+        problem: Problem,
+    },
+}
+
+/// What went wrong with a hook that ran, or tried to.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("cannot start: {0}")]
+    Start(#[source] io::Error),
+    #[error("waiting for it: {0}")]
+    Wait(#[source] io::Error),
+    #[error("its exit status was lost")]
+    ExitLost,
+    #[error("exited with status {0}")]
+    Exited(i32),
+    #[error("killed by signal {0}")]
+    Killed(u32),
+    #[error("{}", .0.ran_past())]
+    TimedOut(Limit),
+}
+
+pub type Result<T, E = HookError> = std::result::Result<T, E>;
 
 /// berthd's bounds on how long a hook may run (`--hook-timeout-default`,
 /// `--hook-timeout-max`; see the README for why these values).
@@ -116,14 +151,16 @@ pub fn all_kinds(hooks: &oci_spec::runtime::Hooks) -> [(&'static str, &[Hook]); 
 }
 
 /// The OCI runtime spec: a hook's `timeout`, when set, must be greater than zero. `Err`
-/// names the first hook that breaks it, as `hooks.<kind>[<index>].timeout`.
-pub fn check_timeouts(hooks: &oci_spec::runtime::Hooks) -> std::result::Result<(), String> {
+/// names the first hook that breaks it.
+pub fn check_timeouts(hooks: &oci_spec::runtime::Hooks) -> Result<()> {
     for (kind, list) in all_kinds(hooks) {
         for (index, hook) in list.iter().enumerate() {
             if let Some(timeout) = hook.timeout().filter(|t| *t <= 0) {
-                return Err(format!(
-                    "hooks.{kind}[{index}].timeout must be greater than zero (it is {timeout})"
-                ));
+                return Err(HookError::InvalidTimeout {
+                    kind,
+                    index,
+                    timeout,
+                });
             }
         }
     }
@@ -150,18 +187,21 @@ fn command(hook: &Hook) -> Command {
     command
 }
 
-fn describe(kind: &str, index: usize, hook: &Hook, problem: impl std::fmt::Display) -> String {
-    format!(
-        "{kind} hook #{index} ({}): {problem}",
-        hook.path().display()
-    )
+fn failed(kind: &'static str, index: usize, hook: &Hook) -> impl FnOnce(Problem) -> HookError {
+    let path = hook.path().clone();
+    move |problem| HookError::Failed {
+        kind,
+        index,
+        path,
+        problem,
+    }
 }
 
-fn check_exit(exit: ExitStatus) -> std::result::Result<(), String> {
+fn check_exit(exit: ExitStatus) -> std::result::Result<(), Problem> {
     match exit {
         ExitStatus { code: 0, .. } => Ok(()),
-        ExitStatus { signal: 0, code } => Err(format!("exited with status {code}")),
-        ExitStatus { signal, .. } => Err(format!("killed by signal {signal}")),
+        ExitStatus { signal: 0, code } => Err(Problem::Exited(code)),
+        ExitStatus { signal, .. } => Err(Problem::Killed(signal)),
     }
 }
 
@@ -172,19 +212,19 @@ fn kill_group(pid: i32) {
     );
 }
 
-/// Runs one hook from berthd; `Err` says what went wrong, in one line.
+/// Runs one hook from berthd.
 pub async fn run(
     runtime: &Runtime,
-    kind: &str,
+    kind: &'static str,
     index: usize,
     hook: &Hook,
     state: &str,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let limit = runtime.hook_timeouts.limit(hook.timeout());
     let (mut child, exit) = runtime
         .reaper
         .spawn(&mut command(hook))
-        .map_err(|e| describe(kind, index, hook, format!("cannot start: {e}")))?;
+        .map_err(|e| failed(kind, index, hook)(Problem::Start(e)))?;
     let pid = child.id() as i32;
     let stdin = child.stdin.take().expect("stdin is piped");
     let run = async {
@@ -205,18 +245,23 @@ pub async fn run(
     // tokio's timeout takes any Duration: past what the clock can tell, it never fires.
     let Ok(result) = tokio::time::timeout(limit.duration, run).await else {
         kill_group(pid);
-        return Err(describe(kind, index, hook, limit.ran_past()));
+        return Err(failed(kind, index, hook)(Problem::TimedOut(limit)));
     };
-    let exit = result.map_err(|_| describe(kind, index, hook, "its exit status was lost"))?;
-    check_exit(exit).map_err(|problem| describe(kind, index, hook, problem))
+    result
+        .map_err(|_| Problem::ExitLost)
+        .and_then(check_exit)
+        .map_err(failed(kind, index, hook))
 }
 
 /// Runs hooks in order from the container's init; the first failure is fatal there.
-pub fn run_in_init(hooks: &[Hook], kind: &str, state: &str, timeouts: &HookTimeouts) -> Result<()> {
+pub fn run_in_init(
+    hooks: &[Hook],
+    kind: &'static str,
+    state: &str,
+    timeouts: &HookTimeouts,
+) -> Result<()> {
     for (index, hook) in hooks.iter().enumerate() {
-        run_blocking(hook, state, timeouts)
-            .map_err(|problem| std::io::Error::other(describe(kind, index, hook, problem)))
-            .context(|| "run hooks".into())?;
+        run_blocking(hook, state, timeouts).map_err(failed(kind, index, hook))?;
     }
     Ok(())
 }
@@ -225,21 +270,18 @@ fn run_blocking(
     hook: &Hook,
     state: &str,
     timeouts: &HookTimeouts,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Problem> {
     let limit = timeouts.limit(hook.timeout());
-    let mut child = command(hook)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut child = command(hook).spawn().map_err(Problem::Start)?;
     let pid = child.id() as i32;
     let stdin = child.stdin.take().map(OwnedFd::from);
-    let exited = feed_and_wait(pid, stdin, state.as_bytes(), limit.duration)
-        .map_err(|e| format!("waiting for it: {e}"));
+    let exited = feed_and_wait(pid, stdin, state.as_bytes(), limit.duration).map_err(Problem::Wait);
     if !matches!(exited, Ok(true)) {
         kill_group(pid);
         let _ = child.wait();
-        return Err(exited.err().unwrap_or_else(|| limit.ran_past()));
+        return Err(exited.err().unwrap_or(Problem::TimedOut(limit)));
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(Problem::Wait)?;
     use std::os::unix::process::ExitStatusExt;
     check_exit(ExitStatus {
         code: status.code().unwrap_or(128 + status.signal().unwrap_or(0)),
@@ -438,30 +480,58 @@ mod tests {
     fn timeouts_of_zero_or_less_are_refused_by_name() {
         let hook = |timeout: i64| serde_json::json!({ "path": "/bin/true", "timeout": timeout });
         let untimed = serde_json::json!({ "path": "/bin/true" });
+        let refusal = |json| check_timeouts(&hooks(json)).unwrap_err().to_string();
+        assert!(check_timeouts(&hooks(serde_json::json!({
+            "createRuntime": [hook(1), untimed, hook(i64::MAX)],
+            "poststop": [hook(5)],
+        })))
+        .is_ok());
         assert_eq!(
-            check_timeouts(&hooks(serde_json::json!({
-                "createRuntime": [hook(1), untimed, hook(i64::MAX)],
-                "poststop": [hook(5)],
-            }))),
-            Ok(())
+            refusal(serde_json::json!({ "poststop": [hook(0)] })),
+            "hooks.poststop[0].timeout must be greater than zero (it is 0)"
         );
         assert_eq!(
-            check_timeouts(&hooks(serde_json::json!({ "poststop": [hook(0)] }))),
-            Err("hooks.poststop[0].timeout must be greater than zero (it is 0)".into())
+            refusal(serde_json::json!({ "createContainer": [hook(3), hook(-1)] })),
+            "hooks.createContainer[1].timeout must be greater than zero (it is -1)"
         );
         assert_eq!(
-            check_timeouts(&hooks(serde_json::json!({
-                "createContainer": [hook(3), hook(-1)],
-            }))),
-            Err("hooks.createContainer[1].timeout must be greater than zero (it is -1)".into())
-        );
-        assert_eq!(
-            check_timeouts(&hooks(serde_json::json!({ "prestart": [hook(i64::MIN)] })))
-                .unwrap_err(),
+            refusal(serde_json::json!({ "prestart": [hook(i64::MIN)] })),
             format!(
                 "hooks.prestart[0].timeout must be greater than zero (it is {})",
                 i64::MIN
             )
+        );
+    }
+
+    #[test]
+    fn a_failed_hook_is_named_by_kind_index_and_path() {
+        let hook: Hook = serde_json::from_value(serde_json::json!({
+            "path": "/bin/sh", "args": ["sh", "-c", "exit 3"],
+        }))
+        .unwrap();
+        let fine: Hook =
+            serde_json::from_value(serde_json::json!({ "path": "/bin/true" })).unwrap();
+        let error = run_in_init(
+            &[fine, hook],
+            "startContainer",
+            "{}",
+            &HookTimeouts::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HookError::Failed {
+                    index: 1,
+                    problem: Problem::Exited(3),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "startContainer hook #1 (/bin/sh): exited with status 3"
         );
     }
 

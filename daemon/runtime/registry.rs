@@ -14,12 +14,12 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::{
     cgroups,
-    container::{Container, CreateRequest, DeleteOutcome, Record, Runtime, Snapshot},
+    container::{Container, CreateRequest, DeleteOutcome, Others, Record, Runtime, Snapshot},
     error::{Error, Result},
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
-    state::ContainerState,
+    state::{ContainerState, RdtGroup},
     state_dir::StateDir,
 };
 
@@ -38,6 +38,9 @@ struct SlotState {
     /// without its lease: no other container may be placed in, above or below its
     /// directories, nor may an operation on another touch them.
     cgroups: Mutex<cgroups::Plan>,
+    /// The RDT group the container joined, readable without its lease: a group berth made
+    /// stays while any container records it.
+    rdt: Mutex<Option<RdtGroup>>,
 }
 
 impl SlotState {
@@ -49,15 +52,21 @@ impl SlotState {
                 created: state.created_cgroup_dirs.clone(),
             })
             .unwrap_or_default();
+        let rdt = container.state().and_then(|state| state.rdt.clone());
         Self {
             container: Arc::new(tokio::sync::Mutex::new(Some(container))),
             last_seen: Mutex::default(),
             cgroups: Mutex::new(cgroups),
+            rdt: Mutex::new(rdt),
         }
     }
 
     fn cgroups(&self) -> std::sync::MutexGuard<'_, cgroups::Plan> {
         self.cgroups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rdt(&self) -> std::sync::MutexGuard<'_, Option<RdtGroup>> {
+        self.rdt.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
@@ -231,16 +240,37 @@ impl Registry {
             .collect()
     }
 
-    /// Records `plan` as `id`'s, unless one of its directories equals, contains or lies
-    /// inside a directory another container records (deleting either would then kill in
-    /// and remove the other's cgroup, and freezing one would freeze the other). Levels above
-    /// it that berth made for another container become this one's too. Returns the others'
-    /// directories. Checked and recorded under the map's lock, so two creates cannot both
-    /// pass.
-    fn claim_cgroups(&self, id: &ContainerId, plan: &mut cgroups::Plan) -> Result<Vec<PathBuf>> {
+    /// The RDT groups every registered container but `id` records (delete.md D11).
+    fn others_rdt(&self, id: &ContainerId) -> Vec<PathBuf> {
+        self.slots()
+            .iter()
+            .filter(|(other, _)| *other != id)
+            .filter_map(|(_, slot)| slot.rdt().as_ref().map(|group| group.path.clone()))
+            .collect()
+    }
+
+    /// Records `plan` and `rdt` as `id`'s, unless one of the plan's directories equals,
+    /// contains or lies inside a directory another container records (deleting either would
+    /// then kill in and remove the other's cgroup, and freezing one would freeze the other).
+    /// Levels above it that berth made for another container become this one's too, and so
+    /// does a group berth made for another container. Returns what the others hold. Checked
+    /// and recorded under the map's lock, so two creates cannot both pass, and a group berth
+    /// makes for one of two racing creates is berth's for the other too.
+    fn claim(
+        &self,
+        id: &ContainerId,
+        plan: &mut cgroups::Plan,
+        mut rdt: Option<&mut RdtGroup>,
+    ) -> Result<Others> {
         let slots = self.slots();
-        let mut others = Vec::new();
+        let mut others = Others::default();
         for (other, slot) in slots.iter().filter(|(other, _)| *other != id) {
+            if let Some(theirs) = slot.rdt().clone() {
+                if let Some(ours) = rdt.as_deref_mut().filter(|ours| ours.path == theirs.path) {
+                    ours.created_by_berth |= theirs.created_by_berth;
+                }
+                others.rdt_groups.push(theirs.path);
+            }
             let theirs = slot.cgroups();
             for level in &theirs.created {
                 let above_ours = plan
@@ -264,13 +294,14 @@ impl Registry {
                         theirs: theirs.clone(),
                     });
                 }
-                others.push(theirs.clone());
+                others.cgroups.push(theirs.clone());
             }
         }
         // Parents before children, as creating and removing them needs.
         plan.created.sort_by_key(|dir| dir.components().count());
         if let Some(slot) = slots.get(id) {
             *slot.cgroups() = plan.clone();
+            *slot.rdt() = rdt.as_deref().cloned();
         }
         Ok(others)
     }
@@ -362,7 +393,8 @@ impl Registry {
         if lease.guard.is_some() {
             return Err(Error::AlreadyExists { id: id.to_string() });
         }
-        let claim = |plan: &mut cgroups::Plan| self.claim_cgroups(id, plan);
+        let claim =
+            |plan: &mut cgroups::Plan, rdt: Option<&mut RdtGroup>| self.claim(id, plan, rdt);
         let container = match Container::create(&self.runtime, id.clone(), request, claim).await {
             Ok(container) => container,
             Err((error, leftover)) => {
@@ -454,8 +486,11 @@ impl Registry {
                 Err(Error::NotFound { id: id.to_string() })
             };
         };
-        let others = self.others_cgroups(id);
-        let outcome = match container.delete(&self.runtime, force, &others).await {
+        let (others, others_rdt) = (self.others_cgroups(id), self.others_rdt(id));
+        let outcome = match container
+            .delete(&self.runtime, force, &others, &others_rdt)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(error) => {
                 if let Some(exit) = container.take_unpublished_exit() {

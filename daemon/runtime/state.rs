@@ -84,8 +84,9 @@ pub struct ExitRecord {
 #[serde(rename_all = "camelCase")]
 pub struct RdtGroup {
     pub path: PathBuf,
-    /// False for a group named by an explicit closID that already existed: it is shared
-    /// and outlives the container.
+    /// The group is berth's: made for this container, or for another registered container
+    /// that shares it (delete.md D11). False for a group named by an explicit closID that
+    /// existed before berth: the operator's, it outlives the container.
     pub created_by_berth: bool,
 }
 

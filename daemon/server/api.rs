@@ -4,14 +4,16 @@ use std::{pin::Pin, sync::Arc};
 
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use tokio_stream::{wrappers::ReceiverStream, Stream};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use berth_runtime::{
     cgroups::{devices::DeviceError, CgroupError},
     container::{self, CreateRequest, Snapshot},
     error::Error,
     events::{self, EventKind},
+    hooks::HookError,
     id::ContainerId,
+    rdt::RdtError,
     registry::Registry,
     state::ExitRecord,
 };
@@ -33,30 +35,45 @@ impl Api {
         Self { registry, shutdown }
     }
 
-    /// Runs a change on its own task, to its end: a caller that goes away (or a call past
-    /// --rpc-timeout) must not abandon a create or a delete half-way, leaving behind what
-    /// only a crash should. The call's span goes with it.
+    /// Runs a change on container `id` on its own task, to its end: a caller that goes away
+    /// (or a call past --rpc-timeout) must not abandon a create or a delete half-way,
+    /// leaving behind what only a crash should. The call's span goes with it. A panic ends
+    /// that task only (the container's lease is let go as it unwinds): the caller gets
+    /// INTERNAL naming the container, and berthd serves on.
     async fn complete<T, Work>(
         &self,
         what: &'static str,
-        work: impl FnOnce(Arc<Registry>) -> Work,
+        id: ContainerId,
+        work: impl FnOnce(Arc<Registry>, ContainerId) -> Work,
     ) -> Result<T, Status>
     where
         Work: std::future::Future<Output = berth_runtime::error::Result<T>> + Send + 'static,
         T: Send + 'static,
     {
         use tracing::Instrument;
-        let task = tokio::spawn(work(self.registry.clone()).in_current_span());
+        let task = tokio::spawn(work(self.registry.clone(), id.clone()).in_current_span());
         match task.await {
             Ok(result) => result.map_err(failed(what)),
-            Err(e) => Err(Status::internal(format!("{what} did not finish: {e}"))),
+            Err(e) if e.is_panic() => {
+                let cause = panic_message(e.into_panic());
+                tracing::error!(cause, "{what} panicked");
+                Err(Status::internal(format!(
+                    "{what} of container {id} panicked: {cause}"
+                )))
+            }
+            Err(e) => Err(Status::internal(format!(
+                "{what} of container {id} did not finish: {e}"
+            ))),
         }
     }
 }
 
 /// The single place where library errors become gRPC statuses.
 fn to_status(error: Error) -> Status {
-    let message = error.to_string();
+    Status::new(code_of(&error), error.to_string())
+}
+
+fn code_of(error: &Error) -> Code {
     match error {
         Error::InvalidId(_)
         | Error::InvalidBundle { .. }
@@ -65,28 +82,43 @@ fn to_status(error: Error) -> Status {
         | Error::InvalidSignal(_)
         | Error::InitFailed {
             caller_error: true, ..
-        } => Status::invalid_argument(message),
-        Error::NotFound { .. } | Error::BundleNotFound { .. } => Status::not_found(message),
-        Error::AlreadyExists { .. } => Status::already_exists(message),
+        }
+        | Error::Rdt(RdtError::InvalidClosId { .. })
+        | Error::Hook(HookError::InvalidTimeout { .. }) => Code::InvalidArgument,
+        Error::NotFound { .. } | Error::BundleNotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::IncorrectStatus { .. }
         | Error::NotStopped { .. }
         | Error::Unavailable { .. }
-        | Error::CgroupTaken { .. } => Status::failed_precondition(message),
-        Error::InitStillRunning { .. } => Status::deadline_exceeded(message),
-        Error::Cgroup(CgroupError::MissingController { .. }) => {
-            Status::failed_precondition(message)
-        }
+        | Error::CgroupTaken { .. }
+        | Error::Rdt(RdtError::NoResctrl { .. }) => Code::FailedPrecondition,
+        Error::InitStillRunning { .. } => Code::DeadlineExceeded,
+        Error::Cgroup(CgroupError::MissingController { .. }) => Code::FailedPrecondition,
         Error::Cgroup(
             CgroupError::InvalidResources(_)
             | CgroupError::Devices(
                 DeviceError::InvalidRule { .. } | DeviceError::WildcardHole { .. },
             ),
-        ) => Status::invalid_argument(message),
+        ) => Code::InvalidArgument,
+        // The step that failed says whose fault it is; the message names the container.
+        Error::Operation { cause, .. } => code_of(cause),
         Error::CorruptState { .. }
         | Error::Io { .. }
         | Error::Cgroup(_)
+        | Error::Rdt(RdtError::Io { .. })
+        | Error::Hook(HookError::Failed { .. })
         | Error::Destroy { .. }
-        | Error::InitFailed { .. } => Status::internal(message),
+        | Error::InitFailed { .. } => Code::Internal,
+    }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` and `expect` do).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".into(), |message| (*message).into()),
     }
 }
 
@@ -205,7 +237,7 @@ impl ContainerService for Api {
             stderr: path(request.stderr_path),
         };
         let snapshot = self
-            .complete("create", |registry| async move {
+            .complete("create", id, |registry, id| async move {
                 registry.create(&id, create).await
             })
             .await?;
@@ -221,7 +253,9 @@ impl ContainerService for Api {
     ) -> Result<Response<proto::StartContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
         let (snapshot, warnings) = self
-            .complete("start", |registry| async move { registry.start(&id).await })
+            .complete("start", id, |registry, id| async move {
+                registry.start(&id).await
+            })
             .await?;
         for warning in warnings {
             tracing::warn!(warning, "start warning");
@@ -239,7 +273,7 @@ impl ContainerService for Api {
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
         let (signal, all) = (request.signal, request.all);
-        self.complete("kill", |registry| async move {
+        self.complete("kill", id, |registry, id| async move {
             registry.kill(&id, signal, all).await
         })
         .await?;
@@ -252,8 +286,10 @@ impl ContainerService for Api {
         request: Request<proto::PauseContainerRequest>,
     ) -> Result<Response<proto::PauseContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        self.complete("pause", |registry| async move { registry.pause(&id).await })
-            .await?;
+        self.complete("pause", id, |registry, id| async move {
+            registry.pause(&id).await
+        })
+        .await?;
         Ok(Response::new(proto::PauseContainerResponse {}))
     }
 
@@ -263,10 +299,9 @@ impl ContainerService for Api {
         request: Request<proto::ResumeContainerRequest>,
     ) -> Result<Response<proto::ResumeContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        self.complete(
-            "resume",
-            |registry| async move { registry.resume(&id).await },
-        )
+        self.complete("resume", id, |registry, id| async move {
+            registry.resume(&id).await
+        })
         .await?;
         Ok(Response::new(proto::ResumeContainerResponse {}))
     }
@@ -280,7 +315,7 @@ impl ContainerService for Api {
         let id = parse_id(&request.id)?;
         let force = request.force;
         let outcome = self
-            .complete("delete", |registry| async move {
+            .complete("delete", id, |registry, id| async move {
                 registry.delete(&id, force).await
             })
             .await?;
@@ -384,8 +419,6 @@ impl ContainerService for Api {
 mod tests {
     use std::path::PathBuf;
 
-    use tonic::Code;
-
     use super::*;
 
     #[test]
@@ -401,8 +434,50 @@ mod tests {
             path: PathBuf::from("/sys/fs/cgroup/c1"),
             source: std::io::Error::from_raw_os_error(libc::EBUSY),
         };
+        let frozen_late = CgroupError::FreezeTimeout {
+            path: PathBuf::from("/sys/fs/cgroup/x/cgroup.events"),
+            state: "thawed",
+        };
         let cases: Vec<(Error, Code)> = vec![
             (Error::InvalidSignal(99), Code::InvalidArgument),
+            (
+                Error::Rdt(RdtError::InvalidClosId {
+                    id: "c1".into(),
+                    name: "a/b".into(),
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Rdt(RdtError::NoResctrl {
+                    id: "c1".into(),
+                    root: PathBuf::from("/sys/fs/resctrl"),
+                }),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::Hook(HookError::InvalidTimeout {
+                    kind: "poststop",
+                    index: 0,
+                    timeout: 0,
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Operation {
+                    id: "c1".into(),
+                    action: "resume",
+                    cause: Box::new(Error::Cgroup(frozen_late)),
+                },
+                Code::Internal,
+            ),
+            (
+                Error::Operation {
+                    id: "c1".into(),
+                    action: "create",
+                    cause: Box::new(Error::InvalidSignal(0)),
+                },
+                Code::InvalidArgument,
+            ),
             (
                 Error::InvalidConfig {
                     field: "process.cwd".into(),
@@ -447,5 +522,34 @@ mod tests {
             assert_eq!(status.code(), code, "{shown}");
             assert_eq!(status.message(), shown);
         }
+    }
+
+    #[test]
+    fn an_operation_that_failed_on_a_path_names_the_container() {
+        let error = Error::Operation {
+            id: "c1".into(),
+            action: "kill",
+            cause: Box::new(Error::Cgroup(CgroupError::NoFreezer {
+                path: PathBuf::from("/sys/fs/cgroup/custom/path"),
+            })),
+        };
+        assert_eq!(
+            to_status(error).message(),
+            "cannot kill container c1: cgroup /sys/fs/cgroup/custom/path: no freezer"
+        );
+    }
+
+    #[test]
+    fn a_panic_says_what_it_said() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        assert_eq!(panic_message(caught(|| panic!("plain"))), "plain");
+        assert_eq!(
+            panic_message(caught(|| panic!("formatted {}", 1))),
+            "formatted 1"
+        );
+        assert_eq!(
+            panic_message(caught(|| std::panic::panic_any(7))),
+            "(no message)"
+        );
     }
 }

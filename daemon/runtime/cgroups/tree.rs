@@ -224,7 +224,8 @@ pub fn kill_all(
             // cgroup.kill reaches the whole subtree, another container's included.
             let holds_others = others.iter().any(|other| other.starts_with(dir));
             if !holds_others && processes(&[dir.to_owned()], others) == everyone {
-                return fs::write(kill, "1").map_err(CgroupError::io("write", kill));
+                return fs::write(kill, "1")
+                    .map_err(CgroupError::io("kill every process through", kill));
             }
         }
     }

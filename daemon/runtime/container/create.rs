@@ -22,15 +22,23 @@ use tokio::{
 use crate::{
     blocking, cgroups,
     container::{Container, Record, Runtime},
-    error::{Error, IoContext, Result},
+    error::{Error, IoContext, OnContainer, Result},
     fault,
     helper::{InitConfig, Proceed, Report, INIT_ARG},
     hooks,
     id::ContainerId,
     process::Pidfd,
     rdt,
-    state::{ContainerState, InitProcess, SCHEMA_VERSION},
+    state::{ContainerState, InitProcess, RdtGroup, SCHEMA_VERSION},
 };
+
+/// What the other registered containers hold, as a create's claim found it: an undone
+/// create leaves it alone.
+#[derive(Debug, Default)]
+pub struct Others {
+    pub cgroups: Vec<PathBuf>,
+    pub rdt_groups: Vec<PathBuf>,
+}
 
 /// How long the helper may take between two reports before create gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,7 +96,7 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
         .map_err(|e| invalid(&config, format!("invalid config.json: {e}")))?;
     check_supported(&spec, &config)?;
     if let Some(hooks) = spec.hooks() {
-        hooks::check_timeouts(hooks).map_err(|reason| invalid(&config, reason))?;
+        hooks::check_timeouts(hooks)?;
     }
 
     let root = spec
@@ -292,15 +300,17 @@ impl Container {
     /// cannot undo what it made hands the container back with the error, so the registry
     /// keeps it for a delete to finish.
     ///
-    /// `claim` is handed the container's cgroup plan before anything is made: it refuses it
-    /// when it collides with another container's, adds the levels above it that berth made
-    /// for other containers (so whichever container empties them last removes them), and
-    /// returns the other containers' directories, which an undo must leave alone.
+    /// `claim` is handed the container's cgroup plan and RDT group before anything is made:
+    /// it refuses the plan when it collides with another container's, adds the levels above
+    /// it that berth made for other containers (so whichever container empties them last
+    /// removes them), makes a group berth's when another container records it as berth's
+    /// (so the last of them removes it), and returns what the other containers hold, which
+    /// an undo must leave alone.
     pub async fn create(
         runtime: &Runtime,
         id: ContainerId,
         request: CreateRequest,
-        claim: impl FnOnce(&mut cgroups::Plan) -> Result<Vec<PathBuf>>,
+        claim: impl FnOnce(&mut cgroups::Plan, Option<&mut RdtGroup>) -> Result<Others>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
         let bundle = load_bundle(&request.bundle).map_err(no_leftover)?;
@@ -315,7 +325,7 @@ impl Container {
         bundle: Bundle,
         stdout: Stdio,
         stderr: Stdio,
-        claim: impl FnOnce(&mut cgroups::Plan) -> Result<Vec<PathBuf>>,
+        claim: impl FnOnce(&mut cgroups::Plan, Option<&mut RdtGroup>) -> Result<Others>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
         let linux = bundle
@@ -347,14 +357,15 @@ impl Container {
                 reason,
             })
         };
-        let rdt = match linux.intel_rdt() {
-            Some(rdt) => {
-                Some(rdt::plan(rdt, &runtime.resctrl_root, id.as_str()).map_err(unavailable)?)
-            }
+        let mut rdt = match linux.intel_rdt() {
+            Some(rdt) => Some(
+                rdt::plan(rdt, &runtime.resctrl_root, id.as_str())
+                    .map_err(|e| no_leftover(e.into()))?,
+            ),
             None => None,
         };
         let mut plan = runtime.cgroups.plan(&cgroup_path);
-        let others = claim(&mut plan).map_err(no_leftover)?;
+        let others = claim(&mut plan, rdt.as_mut()).map_err(no_leftover)?;
         let cgroups::Plan {
             dirs: cgroup_dirs,
             created: created_cgroup_dirs,
@@ -440,12 +451,8 @@ impl Container {
         let resources = linux.resources().clone();
         self.with_cgroups(move |cgroups, dirs| cgroups.apply(dirs, resources.as_ref()))
             .await?;
-        if let (Some(group), Some(rdt)) = (&state.rdt, linux.intel_rdt()) {
-            if group.created_by_berth && !rdt::create(group, rdt)? {
-                // Another create made the group first: it is shared, not ours to remove.
-                self.update(|state| state.rdt.as_mut().expect("planned").created_by_berth = false)
-                    .await?;
-            }
+        if let (Some(group), Some(rdt)) = (state.rdt.clone(), linux.intel_rdt().clone()) {
+            blocking::run(move || rdt::create(&group, &rdt)).await?;
         }
 
         let (ours, theirs) =
@@ -471,8 +478,8 @@ impl Container {
         runtime
             .cgroups
             .add_process(&state.cgroup_dirs, helper_pid)?;
-        if let Some(group) = &state.rdt {
-            rdt::assign(group, helper_pid)?;
+        if let Some(group) = state.rdt.clone() {
+            blocking::run(move || rdt::assign(&group, helper_pid)).await?;
         }
 
         ours.set_nonblocking(true).context(|| "socket".into())?;
@@ -516,7 +523,7 @@ impl Container {
             for (index, hook) in list.iter().flatten().enumerate() {
                 hooks::run(runtime, kind, index, hook, &creating)
                     .await
-                    .map_err(|message| channel.failed(message))?;
+                    .on_container("create", &self.id)?;
             }
         }
         channel
@@ -544,9 +551,10 @@ impl Container {
 
     /// Undoes a create that failed: the same teardown a forced delete does, without the
     /// poststop hooks (the container never existed for its user).
-    async fn abandon(&mut self, runtime: &Runtime, others: &[PathBuf]) -> Result<()> {
-        self.kill_and_wait(runtime, others).await?;
-        self.release_resources(others).await?;
+    async fn abandon(&mut self, runtime: &Runtime, others: &Others) -> Result<()> {
+        self.kill_and_wait(runtime, &others.cgroups).await?;
+        self.release_resources(&others.cgroups, &others.rdt_groups)
+            .await?;
         self.dir.remove()
     }
 }

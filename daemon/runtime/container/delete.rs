@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::{
     blocking, cgroups,
     container::{Container, Record, Runtime, Snapshot},
-    error::{Error, IoContext, Result},
+    error::{Error, IoContext, OnContainer, Result},
     fault, hooks, rdt,
     state::ExitRecord,
     status::{DeleteStep, Status},
@@ -26,12 +26,14 @@ pub struct DeleteOutcome {
 
 impl Container {
     /// `others`: the cgroup directories of every other registered container, which this
-    /// delete must leave alone whatever they lie in.
+    /// delete must leave alone whatever they lie in; `others_rdt`: the RDT groups they
+    /// record, which stay.
     pub async fn delete(
         &mut self,
         runtime: &Runtime,
         force: bool,
         others: &[PathBuf],
+        others_rdt: &[PathBuf],
     ) -> Result<DeleteOutcome> {
         let status = self.status();
         if let Record::Corrupt { path, reason } = &self.record {
@@ -64,7 +66,7 @@ impl Container {
         // Taken once the init is gone, so it carries the exit status when berthd saw it.
         let exited = self.observe_exit().await;
         let snapshot = self.snapshot();
-        let warnings = match self.destroy(runtime, others).await {
+        let warnings = match self.destroy(runtime, others, others_rdt).await {
             Ok(warnings) => warnings,
             Err(error) => {
                 // Seen here, so no one else will see it: it must still be published.
@@ -91,7 +93,7 @@ impl Container {
             return Ok(());
         };
         if state.shares_pid_namespace {
-            self.kill_all(others).await?;
+            self.kill_all(others).await.on_container("kill", &self.id)?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
                 .context(|| format!("kill the init of container {}", self.id))?;
@@ -100,7 +102,8 @@ impl Container {
         // it (a pause, a freeze left FREEZING), without waiting, since an ancestor's freeze
         // never lifts from here.
         self.with_cgroups(|cgroups, dirs| cgroups.request_thaw(dirs))
-            .await?;
+            .await
+            .on_container("thaw", &self.id)?;
         let Some(init) = &self.init else {
             return Ok(());
         };
@@ -119,7 +122,11 @@ impl Container {
     }
 
     /// D9-D11: everything but the state directory.
-    pub(super) async fn release_resources(&self, others: &[PathBuf]) -> Result<()> {
+    pub(super) async fn release_resources(
+        &self,
+        others: &[PathBuf],
+        others_rdt: &[PathBuf],
+    ) -> Result<()> {
         let Some(state) = self.state() else {
             return Ok(());
         };
@@ -134,18 +141,26 @@ impl Container {
         })
         .await?;
         if let Some(group) = &state.rdt {
-            rdt::remove(group)?;
+            let (group, others_rdt) = (group.clone(), others_rdt.to_vec());
+            blocking::run(move || rdt::remove(&group, &others_rdt)).await?;
         }
         Ok(())
     }
 
     /// D9-D14. Returns the poststop hooks' warnings.
-    async fn destroy(&mut self, runtime: &Runtime, others: &[PathBuf]) -> Result<Vec<String>> {
+    async fn destroy(
+        &mut self,
+        runtime: &Runtime,
+        others: &[PathBuf],
+        others_rdt: &[PathBuf],
+    ) -> Result<Vec<String>> {
         let fail = |cause: Error| Error::Destroy {
             id: self.id.to_string(),
             cause: Box::new(cause),
         };
-        self.release_resources(others).await.map_err(fail)?;
+        self.release_resources(others, others_rdt)
+            .await
+            .map_err(fail)?;
         fault::point("after-cgroup-removed");
         let stopped_state = self.oci_state("stopped");
         self.dir.remove().map_err(fail)?;
@@ -158,8 +173,8 @@ impl Container {
         for (index, hook) in poststop.iter().flatten().enumerate() {
             if let Err(warning) = hooks::run(runtime, "poststop", index, hook, &stopped_state).await
             {
-                tracing::warn!(id = %self.id, warning, "poststop hook failed");
-                warnings.push(warning);
+                tracing::warn!(id = %self.id, %warning, "poststop hook failed");
+                warnings.push(warning.to_string());
             }
         }
         Ok(warnings)
@@ -262,7 +277,10 @@ mod tests {
     #[tokio::test]
     async fn teardown_kills_what_a_shared_pid_namespace_left_before_removing() {
         let fake = Arc::new(Fake::default());
-        container(&fake, true).release_resources(&[]).await.unwrap();
+        container(&fake, true)
+            .release_resources(&[], &[])
+            .await
+            .unwrap();
         assert_eq!(fake.calls(), [Call::KillAll, remove_call()]);
     }
 
@@ -270,7 +288,7 @@ mod tests {
     async fn teardown_of_an_own_pid_namespace_only_removes() {
         let fake = Arc::new(Fake::default());
         container(&fake, false)
-            .release_resources(&[])
+            .release_resources(&[], &[])
             .await
             .unwrap();
         assert_eq!(fake.calls(), [remove_call()]);
@@ -281,7 +299,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         *fake.remove_fails.lock().unwrap() = true;
         let error = container(&fake, false)
-            .release_resources(&[])
+            .release_resources(&[], &[])
             .await
             .unwrap_err();
         assert!(

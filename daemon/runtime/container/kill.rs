@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use crate::{
     container::Container,
-    error::{Error, IoContext, Result},
+    error::{Error, IoContext, OnContainer, Result},
 };
 
 /// The highest real-time signal on Linux.
@@ -27,7 +27,7 @@ impl Container {
         let whole_tree = all || (state.shares_pid_namespace && signal == libc::SIGKILL as u32);
         if whole_tree {
             if signal == libc::SIGKILL as u32 {
-                return self.kill_all(others).await;
+                return self.kill_all(others).await.on_container("kill", &self.id);
             }
             let others = others.to_vec();
             return self

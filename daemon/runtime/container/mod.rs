@@ -9,7 +9,7 @@ mod start;
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 pub use crate::status::Status;
-pub use create::CreateRequest;
+pub use create::{CreateRequest, Others};
 pub use delete::DeleteOutcome;
 
 use crate::{

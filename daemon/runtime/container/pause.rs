@@ -1,7 +1,7 @@
 //! PauseContainer and ResumeContainer: the container's freezer.
 use crate::{
     container::{Container, Status},
-    error::{Error, Result},
+    error::{Error, OnContainer, Result},
 };
 
 impl Container {
@@ -21,10 +21,10 @@ impl Container {
     ) -> Result<()> {
         let status = self.status();
         match self.state() {
-            Some(_) if allowed(status) => {
-                self.with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
-                    .await
-            }
+            Some(_) if allowed(status) => self
+                .with_cgroups(move |cgroups, dirs| cgroups.set_frozen(dirs, frozen))
+                .await
+                .on_container(action, &self.id),
             _ => Err(Error::IncorrectStatus {
                 id: self.id.to_string(),
                 action,

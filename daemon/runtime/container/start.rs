@@ -56,8 +56,8 @@ impl Container {
         };
         for (index, hook) in poststart.iter().enumerate() {
             if let Err(warning) = hooks::run(runtime, "poststart", index, hook, &running).await {
-                tracing::warn!(id = %self.id, warning, "poststart hook failed");
-                warnings.push(warning);
+                tracing::warn!(id = %self.id, %warning, "poststart hook failed");
+                warnings.push(warning.to_string());
             }
         }
         Ok(warnings)
