@@ -2,7 +2,7 @@
 //! `api` alone turns it into a gRPC status.
 use std::path::PathBuf;
 
-use crate::status::Status;
+use crate::{quote::shorten, status::Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -138,18 +138,4 @@ impl<T, E: Into<Error>> OnContainer<T> for std::result::Result<T, E> {
             cause: Box::new(cause.into()),
         })
     }
-}
-
-/// Caller input as it appears in messages: enough to recognise it, never so much that the
-/// reply (whose message travels in an HTTP/2 header) breaks.
-pub fn shorten(text: &str) -> String {
-    const SHOWN: usize = 64;
-    if text.len() <= SHOWN {
-        return format!("{text:?}");
-    }
-    let mut end = SHOWN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}... ({} bytes)", &text[..end], text.len())
 }

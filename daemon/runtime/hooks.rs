@@ -22,7 +22,7 @@ use oci_spec::runtime::Hook;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::{container::Runtime, process::ExitStatus};
+use crate::process::{ExitStatus, Reaper};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -214,15 +214,15 @@ fn kill_group(pid: i32) {
 
 /// Runs one hook from berthd.
 pub async fn run(
-    runtime: &Runtime,
+    reaper: &Reaper,
+    timeouts: &HookTimeouts,
     kind: &'static str,
     index: usize,
     hook: &Hook,
     state: &str,
 ) -> Result<()> {
-    let limit = runtime.hook_timeouts.limit(hook.timeout());
-    let (mut child, exit) = runtime
-        .reaper
+    let limit = timeouts.limit(hook.timeout());
+    let (mut child, exit) = reaper
         .spawn(&mut command(hook))
         .map_err(|e| failed(kind, index, hook)(Problem::Start(e)))?;
     let pid = child.id() as i32;

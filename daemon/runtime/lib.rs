@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod id;
 pub mod init;
 pub mod process;
+pub mod quote;
 pub mod rdt;
 pub mod registry;
 pub mod state;

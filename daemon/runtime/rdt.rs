@@ -10,7 +10,9 @@ use std::{
 
 use oci_spec::runtime::LinuxIntelRdt;
 
-use crate::{error::shorten, state::RdtGroup};
+use serde::{Deserialize, Serialize};
+
+use crate::quote::shorten;
 
 /// resctrl's file-system magic number (statfs f_type).
 const RDTGROUP_SUPER_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x0765_5821);
@@ -179,4 +181,15 @@ mod tests {
         remove(&ours, &[]).unwrap();
         assert!(!path.exists());
     }
+}
+
+/// An Intel RDT (resctrl) group the container was placed in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RdtGroup {
+    pub path: PathBuf,
+    /// The group is berth's: made for this container, or for another registered container
+    /// that shares it (delete.md D11). False for a group named by an explicit closID that
+    /// existed before berth: the operator's, it outlives the container.
+    pub created_by_berth: bool,
 }

@@ -19,7 +19,8 @@ use crate::{
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
-    state::{ContainerState, RdtGroup},
+    rdt::RdtGroup,
+    state::ContainerState,
     state_dir::StateDir,
 };
 

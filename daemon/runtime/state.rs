@@ -13,7 +13,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IoContext, Result};
+use crate::{
+    error::{IoContext, Result},
+    rdt::RdtGroup,
+};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -77,17 +80,6 @@ pub struct ExitRecord {
     pub signal: u32,
     #[serde(with = "rfc3339")]
     pub exited_at: SystemTime,
-}
-
-/// An Intel RDT (resctrl) group the container was placed in.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RdtGroup {
-    pub path: PathBuf,
-    /// The group is berth's: made for this container, or for another registered container
-    /// that shares it (delete.md D11). False for a group named by an explicit closID that
-    /// existed before berth: the operator's, it outlives the container.
-    pub created_by_berth: bool,
 }
 
 /// Why a state file cannot be read.

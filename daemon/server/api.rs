@@ -226,7 +226,7 @@ impl ContainerService for Api {
             if path.len() > MAX_PATH {
                 return Err(Status::invalid_argument(format!(
                     "{what} {} is longer than {MAX_PATH} bytes",
-                    berth_runtime::error::shorten(path)
+                    berth_runtime::quote::shorten(path)
                 )));
             }
         }

@@ -29,7 +29,8 @@ use crate::{
     id::ContainerId,
     process::Pidfd,
     rdt,
-    state::{ContainerState, InitProcess, RdtGroup, SCHEMA_VERSION},
+    rdt::RdtGroup,
+    state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 
 /// What the other registered containers hold, as a create's claim found it: an undone
@@ -521,7 +522,8 @@ impl Container {
             ("prestart", hooks.prestart()),
         ] {
             for (index, hook) in list.iter().flatten().enumerate() {
-                hooks::run(runtime, kind, index, hook, &creating)
+                runtime
+                    .run_hook(kind, index, hook, &creating)
                     .await
                     .on_container("create", &self.id)?;
             }

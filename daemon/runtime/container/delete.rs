@@ -7,7 +7,7 @@ use crate::{
     blocking, cgroups,
     container::{Container, Record, Runtime, Snapshot},
     error::{Error, IoContext, OnContainer, Result},
-    fault, hooks, rdt,
+    fault, rdt,
     state::ExitRecord,
     status::{DeleteStep, Status},
 };
@@ -171,7 +171,9 @@ impl Container {
             .and_then(|s| s.hooks.as_ref())
             .and_then(|h| h.poststop().clone());
         for (index, hook) in poststop.iter().flatten().enumerate() {
-            if let Err(warning) = hooks::run(runtime, "poststop", index, hook, &stopped_state).await
+            if let Err(warning) = runtime
+                .run_hook("poststop", index, hook, &stopped_state)
+                .await
             {
                 tracing::warn!(id = %self.id, %warning, "poststop hook failed");
                 warnings.push(warning.to_string());

@@ -17,6 +17,7 @@ use crate::{
     cgroups::{self, CgroupManager},
     error::Result,
     helper::InitBinary,
+    hooks,
     id::ContainerId,
     process::{ExitStatus, Pidfd, Reaper},
     state::{ContainerState, ExitRecord},
@@ -38,6 +39,19 @@ pub struct Runtime {
     pub reaper: Arc<Reaper>,
     pub init_binary: InitBinary,
     pub cgroups: Arc<dyn CgroupManager>,
+}
+
+impl Runtime {
+    /// One hook run from berthd, through the reaper, within the hook timeouts.
+    pub async fn run_hook(
+        &self,
+        kind: &'static str,
+        index: usize,
+        hook: &oci_spec::runtime::Hook,
+        state: &str,
+    ) -> hooks::Result<()> {
+        hooks::run(&self.reaper, &self.hook_timeouts, kind, index, hook, state).await
+    }
 }
 
 /// What the state directory holds.

@@ -7,7 +7,6 @@ use tokio::io::AsyncReadExt;
 use crate::{
     container::{Container, Runtime},
     error::{Error, IoContext, Result},
-    hooks,
 };
 
 /// How long the init may take to answer once the FIFO is opened.
@@ -55,7 +54,7 @@ impl Container {
             self.oci_state("running")
         };
         for (index, hook) in poststart.iter().enumerate() {
-            if let Err(warning) = hooks::run(runtime, "poststart", index, hook, &running).await {
+            if let Err(warning) = runtime.run_hook("poststart", index, hook, &running).await {
                 tracing::warn!(id = %self.id, %warning, "poststart hook failed");
                 warnings.push(warning.to_string());
             }
