@@ -1171,6 +1171,23 @@ async fn kill_all_with_a_signal_leaves_a_paused_container_paused() {
     let daemon = Daemon::start().await;
     let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
     daemon.run("quiet", &bundle, None).await;
+    // Paused before sh has forked both sleeps, the TERM would find only sh, which ignores it
+    // as PID 1, and the container would never stop.
+    let pid = daemon.get("quiet").await.unwrap().pid;
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&children)
+        .unwrap_or_default()
+        .split_whitespace()
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sh never started its sleeps"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut client = daemon.client().await;
     client
         .pause_container(berth::proto::PauseContainerRequest { id: "quiet".into() })
