@@ -15,6 +15,7 @@ pub mod init;
 pub mod process;
 pub mod rdt;
 pub mod registry;
+pub mod spec_support;
 pub mod state;
 pub mod state_dir;
 pub mod status;
