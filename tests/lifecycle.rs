@@ -453,13 +453,13 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
             "apparmor",
             |c| c["process"]["apparmorProfile"] = "x".into(),
             Code::InvalidArgument,
-            "process.apparmorProfile is not supported",
+            "process.apparmorProfile: AppArmor is not enabled",
         ),
         (
             "selinux",
             |c| c["process"]["selinuxLabel"] = "x".into(),
             Code::InvalidArgument,
-            "process.selinuxLabel is not supported",
+            "process.selinuxLabel: SELinux is not enabled",
         ),
         (
             "cgroup-escape",

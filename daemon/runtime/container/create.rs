@@ -30,6 +30,7 @@ use crate::{
     process::Pidfd,
     rdt,
     rdt::RdtGroup,
+    spec_support::{self, invalid},
     state::{ContainerState, InitProcess, SCHEMA_VERSION},
 };
 
@@ -57,19 +58,6 @@ struct Bundle {
     rootfs: PathBuf,
 }
 
-fn invalid(path: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidBundle {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-fn unsupported(field: &str) -> Error {
-    Error::Unsupported {
-        field: field.into(),
-    }
-}
-
 fn load_bundle(dir: &Path) -> Result<Bundle> {
     if !dir.is_absolute() {
         return Err(invalid(dir, "the bundle path must be absolute"));
@@ -95,7 +83,7 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
     })?;
     let mut spec: Spec = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(&config, format!("invalid config.json: {e}")))?;
-    check_supported(&spec, &config)?;
+    spec_support::check_supported(&spec, &config)?;
     if let Some(hooks) = spec.hooks() {
         hooks::check_timeouts(hooks)?;
     }
@@ -169,94 +157,6 @@ fn read_config(path: &Path) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
-}
-
-/// Anything berth cannot honour yet is refused by name, never silently ignored.
-fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
-    if !spec.version().starts_with("1.") {
-        return Err(invalid(
-            config,
-            format!("ociVersion {} is not 1.x", spec.version()),
-        ));
-    }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| invalid(config, "config.json has no process"))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(invalid(config, "process.args is empty"));
-    }
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported("process.terminal"));
-    }
-    if process.apparmor_profile().is_some() {
-        return Err(unsupported("process.apparmorProfile"));
-    }
-    if process.selinux_label().is_some() {
-        return Err(unsupported("process.selinuxLabel"));
-    }
-    if process.io_priority().is_some() {
-        return Err(unsupported("process.ioPriority"));
-    }
-    if process.scheduler().is_some() {
-        return Err(unsupported("process.scheduler"));
-    }
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| invalid(config, "config.json has no linux section"))?;
-    if linux.seccomp().is_some() {
-        return Err(unsupported("linux.seccomp"));
-    }
-    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-        return Err(unsupported("linux.uidMappings/gidMappings"));
-    }
-    if linux.mount_label().is_some() {
-        return Err(unsupported("linux.mountLabel"));
-    }
-    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(unsupported("linux.sysctl"));
-    }
-    if linux.personality().is_some() {
-        return Err(unsupported("linux.personality"));
-    }
-    let has_new = |kind: LinuxNamespaceType| {
-        linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == kind && n.path().is_none())
-    };
-    // Without a mount namespace of its own the init would set up (and pivot_root) the
-    // host's, or another container's.
-    if !has_new(LinuxNamespaceType::Mount) {
-        return Err(invalid(
-            config,
-            "linux.namespaces must include a new mount namespace (one without a path)",
-        ));
-    }
-    if (spec.hostname().is_some() || spec.domainname().is_some())
-        && !has_new(LinuxNamespaceType::Uts)
-    {
-        return Err(invalid(
-            config,
-            "hostname and domainname need a new uts namespace (they would rename a shared one)",
-        ));
-    }
-    for namespace in linux.namespaces().iter().flatten() {
-        match namespace.typ() {
-            LinuxNamespaceType::User => return Err(unsupported("linux.namespaces: user")),
-            LinuxNamespaceType::Time => return Err(unsupported("linux.namespaces: time")),
-            _ => {}
-        }
-    }
-    // Shared propagation would carry the container's mounts back into the host.
-    if let Some(propagation @ ("shared" | "rshared")) = linux.rootfs_propagation().as_deref() {
-        return Err(unsupported(&format!(
-            "linux.rootfsPropagation: {propagation}"
-        )));
-    }
-    Ok(())
 }
 
 fn shares_pid_namespace(spec: &Spec) -> bool {

@@ -4,9 +4,12 @@
 //! the exec FIFO, and executes the user process.
 //!
 //! Every failure is reported to berthd as text, so CreateContainer fails with the cause.
+mod lsm;
 mod process;
 mod resolve;
 mod rootfs;
+mod sysctl;
+mod tuning;
 
 use std::{
     fs::File,
@@ -97,6 +100,7 @@ fn helper(channel: &mut Channel) -> Result<Never> {
         .ok_or_else(|| std::io::Error::other("berthd hung up before sending the configuration"))
         .context(|| "read the init configuration".into())?;
     enter_namespaces(&config.spec)?;
+    set_time_offsets(&config.spec)?;
 
     let (release_read, release_write) = nix::unistd::pipe().context(|| "pipe".into())?;
     // SAFETY: this process is single-threaded (freshly executed, no threads started).
@@ -178,6 +182,35 @@ fn enter_namespaces(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The clocks of the time namespace just created, written before its first process (the
+/// init, forked next) enters it: the kernel takes offsets only until then. spec_support
+/// refused offsets for a time namespace joined by path.
+fn set_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(());
+    };
+    let lines: String = offsets
+        .iter()
+        .map(|(clock, offset)| {
+            format!(
+                "{clock} {} {}\n",
+                offset.secs().unwrap_or(0),
+                offset.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/timens_offsets")
+        .and_then(|mut file| file.write_all(lines.as_bytes()))
+        .context(|| format!("write linux.timeOffsets {lines:?}"))
+}
+
 /// The container's init, up to the exec of the user process.
 fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
     let spec = &config.spec;
@@ -219,12 +252,16 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
         &config.hook_timeouts,
     )?;
 
+    sysctl::write(spec)?;
+    lsm::set_exec_labels(spec)?;
     rootfs::pivot(&config.rootfs)?;
     rootfs::finish(spec)?;
+    rootfs::set_root_propagation(spec)?;
     // The state directory is open here, but cwd is resolved without magic links, so
     // nothing the init holds can be reached through it.
     process::enter_cwd(spec)?;
     let program = process::prepare_exec(spec)?;
+    tuning::apply(spec)?;
 
     channel
         .send(&Report::Ready)

@@ -16,11 +16,15 @@ use nix::{
 };
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
-use super::resolve::{fd_path, open_in_root, secure_join};
+use super::{
+    lsm,
+    resolve::{fd_path, open_in_root, secure_join},
+};
 use crate::{
     cgroups::ContainerMount,
     error::{Error, IoContext, Result},
     helper::InitConfig,
+    spec_support,
 };
 
 /// The devices every container gets, as runc gives them: (path, major, minor).
@@ -39,15 +43,7 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
     let spec = &config.spec;
     let rootfs = &config.rootfs;
     let linux = spec.linux().as_ref();
-    // Nothing mounted from here on may propagate back to the host.
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
-        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE,
-        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
-        _ => MsFlags::MS_SLAVE,
-    };
-    mount(NONE, "/", NONE, MsFlags::MS_REC | propagation, NONE)
-        .context(|| "make / a slave mount".into())?;
+    detach_from_host(rootfs, linux.and_then(spec_support::requested_propagation))?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(rootfs),
@@ -62,7 +58,7 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
         .context(|| format!("open {}", rootfs.display()))?
         .into();
     for entry in spec.mounts().as_deref().unwrap_or_default() {
-        mount_entry(rootfs, &root, entry, &config.cgroup_mount)?;
+        mount_entry(rootfs, &root, entry, config)?;
     }
     let spec_devices = linux
         .and_then(|l| l.devices().as_deref())
@@ -87,6 +83,59 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
     create_dev_symlinks(rootfs)
 }
 
+/// Sets the propagation of the host's mounts as this mount namespace copied them, and makes
+/// sure nothing mounted in the rootfs can reach the host, as runc does: the copies take the
+/// propagation asked for the rootfs (rslave by default), and the mount holding the rootfs
+/// becomes a slave (for a slave rootfs) or private, whatever that made it, so that the
+/// rootfs's bind onto itself, and all that is mounted on it, has no peer outside. (A shared
+/// parent would also make pivot_root fail.) Unbindable is applied as private here and to
+/// the root only once every bind is made (`set_root_propagation`): on the copies it would
+/// refuse the bind of the rootfs itself, and of every mount source, with EINVAL.
+fn detach_from_host(rootfs: &Path, requested: Option<MsFlags>) -> Result<()> {
+    let copies = match requested {
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(flags) if flags.contains(MsFlags::MS_UNBINDABLE) => {
+            MsFlags::MS_PRIVATE | (flags & MsFlags::MS_REC)
+        }
+        Some(flags) => flags,
+    };
+    mount(NONE, "/", NONE, copies, NONE)
+        .context(|| format!("set the propagation of / to {copies:?}"))?;
+    let parent = if requested.is_some_and(|f| f.contains(MsFlags::MS_SLAVE)) {
+        MsFlags::MS_SLAVE
+    } else {
+        MsFlags::MS_PRIVATE
+    };
+    // EINVAL: not a mount point; the mount holding the rootfs is further up.
+    let mut path = rootfs;
+    loop {
+        match mount(NONE, path, NONE, parent, NONE) {
+            Err(nix::errno::Errno::EINVAL) if path.parent().is_some() => {
+                path = path.parent().expect("checked");
+            }
+            result => {
+                return result
+                    .context(|| format!("make {} (holding the rootfs) {parent:?}", path.display()))
+            }
+        }
+    }
+}
+
+/// The propagation asked for the container's root, now that it is the root: shared and
+/// unbindable (private and slave were settled by `detach_from_host`). Last, so that the
+/// binds of readonlyPaths are made while the mounts can still be bound.
+pub fn set_root_propagation(spec: &Spec) -> Result<()> {
+    let Some(flags) = spec
+        .linux()
+        .as_ref()
+        .and_then(spec_support::requested_propagation)
+        .filter(|f| f.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE))
+    else {
+        return Ok(());
+    };
+    mount(NONE, "/", NONE, flags, NONE).context(|| format!("set the propagation of / to {flags:?}"))
+}
+
 /// Mount options split into flags, propagation flags, and the data string for the file
 /// system; unknown options are file-system data.
 struct MountOptions {
@@ -102,6 +151,11 @@ fn parse_options(options: &[String]) -> MountOptions {
         data: String::new(),
     };
     for option in options {
+        // The same names as linux.rootfsPropagation, with the same meaning.
+        if let Some(propagation) = spec_support::rootfs_propagation(option) {
+            parsed.propagation |= propagation;
+            continue;
+        }
         let (set, clear) = match option.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
@@ -127,22 +181,6 @@ fn parse_options(options: &[String]) -> MountOptions {
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let kind = match option.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                let recursive = if option.starts_with('r') {
-                    MsFlags::MS_REC
-                } else {
-                    MsFlags::empty()
-                };
-                parsed.propagation |= kind | recursive;
-                continue;
-            }
             // Handled by other runtimes' tooling, meaningless to the kernel.
             "defaults" | "tmpcopyup" => continue,
             data => {
@@ -158,12 +196,7 @@ fn parse_options(options: &[String]) -> MountOptions {
     parsed
 }
 
-fn mount_entry(
-    rootfs: &Path,
-    root: &OwnedFd,
-    entry: &Mount,
-    cgroup_mount: &ContainerMount,
-) -> Result<()> {
+fn mount_entry(rootfs: &Path, root: &OwnedFd, entry: &Mount, config: &InitConfig) -> Result<()> {
     let options = parse_options(entry.options().as_deref().unwrap_or_default());
     let kind = entry.typ().as_deref().unwrap_or("");
     let is_bind = kind == "bind" || options.flags.contains(MsFlags::MS_BIND);
@@ -182,7 +215,13 @@ fn mount_entry(
     // a symlink swapped in since cannot redirect it.
     let on = fd_path(&target);
     if kind == "cgroup" && !is_bind {
-        return mount_cgroups(root, entry.destination(), &on, &options, cgroup_mount);
+        return mount_cgroups(
+            root,
+            entry.destination(),
+            &on,
+            &options,
+            &config.cgroup_mount,
+        );
     }
     if is_bind {
         mount(
@@ -212,9 +251,15 @@ fn mount_entry(
             .context(|| format!("remount {} with {extra:?}", entry.destination().display()))?;
         }
     } else {
-        let data = (!options.data.is_empty()).then_some(options.data.as_str());
-        mount(Some(&source), &on, Some(kind), options.flags, data)
-            .context(|| format!("mount {kind} on {}", entry.destination().display()))?;
+        let data = lsm::mount_data(&options.data, kind, &config.spec);
+        mount(
+            Some(&source),
+            &on,
+            Some(kind),
+            options.flags,
+            data.as_deref(),
+        )
+        .context(|| format!("mount {kind} on {}", entry.destination().display()))?;
     }
     if !options.propagation.is_empty() {
         mount(
@@ -444,7 +489,7 @@ pub fn finish(spec: &Spec) -> Result<()> {
         .and_then(|l| l.masked_paths().as_deref())
         .unwrap_or_default()
     {
-        mask(Path::new(path))?;
+        mask(Path::new(path), spec)?;
     }
     for path in linux
         .and_then(|l| l.readonly_paths().as_deref())
@@ -471,12 +516,19 @@ pub fn finish(spec: &Spec) -> Result<()> {
 }
 
 /// Hides a path: an empty read-only tmpfs over a directory, /dev/null over anything else.
-fn mask(path: &Path) -> Result<()> {
+fn mask(path: &Path, spec: &Spec) -> Result<()> {
     let Ok(meta) = fs::metadata(path) else {
         return Ok(());
     };
     if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+        let data = lsm::mount_data("", "tmpfs", spec);
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            data.as_deref(),
+        )
     } else {
         mount(Some("/dev/null"), path, NONE, MsFlags::MS_BIND, NONE)
     }
