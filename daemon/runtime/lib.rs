@@ -18,3 +18,4 @@ pub mod registry;
 pub mod state;
 pub mod state_dir;
 pub mod status;
+pub mod userns;

@@ -24,7 +24,7 @@ use crate::{
     container::{Container, Record, Runtime},
     error::{Error, IoContext, Result},
     fault,
-    helper::{InitConfig, Proceed, Report, INIT_ARG},
+    helper::{IdsMapped, InitConfig, Proceed, Report, INIT_ARG},
     hooks,
     id::ContainerId,
     process::Pidfd,
@@ -199,8 +199,23 @@ fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if linux.seccomp().is_some() {
         return Err(unsupported("linux.seccomp"));
     }
-    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-        return Err(unsupported("linux.uidMappings/gidMappings"));
+    crate::userns::check(spec).map_err(|(field, reason)| Error::InvalidConfig { field, reason })?;
+    // Idmapped mounts (mount_setattr with a user namespace per mount) are not done yet.
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        let idmap_option = mount
+            .options()
+            .iter()
+            .flatten()
+            .find(|o| *o == "idmap" || *o == "ridmap");
+        if mount.uid_mappings().is_some() {
+            return Err(unsupported(&format!("mounts[{index}].uidMappings")));
+        }
+        if mount.gid_mappings().is_some() {
+            return Err(unsupported(&format!("mounts[{index}].gidMappings")));
+        }
+        if let Some(option) = idmap_option {
+            return Err(unsupported(&format!("mounts[{index}].options: {option}")));
+        }
     }
     if linux.mount_label().is_some() {
         return Err(unsupported("linux.mountLabel"));
@@ -235,10 +250,8 @@ fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
         ));
     }
     for namespace in linux.namespaces().iter().flatten() {
-        match namespace.typ() {
-            LinuxNamespaceType::User => return Err(unsupported("linux.namespaces: user")),
-            LinuxNamespaceType::Time => return Err(unsupported("linux.namespaces: time")),
-            _ => {}
+        if namespace.typ() == LinuxNamespaceType::Time {
+            return Err(unsupported("linux.namespaces: time"));
         }
     }
     // Shared propagation would carry the container's mounts back into the host.
@@ -423,7 +436,8 @@ impl Container {
             .state()
             .expect("a new container's record is valid")
             .clone();
-        self.dir.make_exec_fifo()?;
+        self.dir
+            .make_exec_fifo(crate::userns::host_root(&bundle.spec))?;
 
         let plan = cgroups::Plan {
             dirs: state.cgroup_dirs.clone(),
@@ -491,7 +505,18 @@ impl Container {
             })
             .await?;
 
-        let Report::InitPid { pid, start_time } = channel.receive("the init's pid").await? else {
+        let mut report = channel.receive("the init's pid").await?;
+        if let Report::UserNamespace = report {
+            crate::userns::write_maps(helper_pid, &bundle.spec).map_err(|(field, error)| {
+                Error::InvalidConfig {
+                    field: field.into(),
+                    reason: format!("the kernel refused the mappings: {error}"),
+                }
+            })?;
+            channel.send(&IdsMapped).await?;
+            report = channel.receive("the init's pid").await?;
+        }
+        let Report::InitPid { pid, start_time } = report else {
             return Err(channel.unexpected("the init's pid"));
         };
         let init = InitProcess { pid, start_time };
