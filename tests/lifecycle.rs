@@ -439,7 +439,7 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
             "linux.seccomp is not supported",
         ),
         (
-            "userns",
+            "userns-without-mappings",
             |c| {
                 c["linux"]["namespaces"]
                     .as_array_mut()
@@ -447,7 +447,7 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
                     .push(serde_json::json!({"type": "user"}))
             },
             Code::InvalidArgument,
-            "linux.namespaces: user is not supported",
+            "linux.uidMappings: a new user namespace needs uid and gid mappings",
         ),
         (
             "apparmor",

@@ -34,6 +34,9 @@ pub struct InitConfig {
 /// Progress reports, helper -> berthd.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Report {
+    /// The helper created the container's user namespace and waits, for IdsMapped, until
+    /// berthd (root on the host, as the maps require) has written its uid and gid maps.
+    UserNamespace,
     /// The container's init exists, with this pid in berthd's PID namespace and this start
     /// time (read by the helper while it is still the init's parent, so the pid cannot
     /// have been reused).
@@ -49,6 +52,10 @@ pub enum Report {
         caller_error: bool,
     },
 }
+
+/// berthd -> the helper: the user namespace's maps are written.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IdsMapped;
 
 /// berthd -> the init, once the runtime-namespace hooks ran.
 #[derive(Debug, Serialize, Deserialize)]

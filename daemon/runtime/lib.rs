@@ -20,3 +20,4 @@ pub mod spec_support;
 pub mod state;
 pub mod state_dir;
 pub mod status;
+pub mod userns;

@@ -58,8 +58,23 @@ pub(crate) fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if linux.seccomp().is_some() {
         return Err(unsupported("linux.seccomp"));
     }
-    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
-        return Err(unsupported("linux.uidMappings/gidMappings"));
+    crate::userns::check(spec).map_err(|(field, reason)| Error::InvalidConfig { field, reason })?;
+    // Idmapped mounts (mount_setattr with a user namespace per mount) are not done yet.
+    for (index, mount) in spec.mounts().iter().flatten().enumerate() {
+        let idmap_option = mount
+            .options()
+            .iter()
+            .flatten()
+            .find(|o| *o == "idmap" || *o == "ridmap");
+        if mount.uid_mappings().is_some() {
+            return Err(unsupported(&format!("mounts[{index}].uidMappings")));
+        }
+        if mount.gid_mappings().is_some() {
+            return Err(unsupported(&format!("mounts[{index}].gidMappings")));
+        }
+        if let Some(option) = idmap_option {
+            return Err(unsupported(&format!("mounts[{index}].options: {option}")));
+        }
     }
     if linux.net_devices().is_some() {
         return Err(unsupported("linux.netDevices"));
@@ -98,11 +113,6 @@ pub(crate) fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
             config,
             "hostname and domainname need a new uts namespace (they would rename a shared one)",
         ));
-    }
-    for namespace in linux.namespaces().iter().flatten() {
-        if namespace.typ() == LinuxNamespaceType::User {
-            return Err(unsupported("linux.namespaces: user"));
-        }
     }
     if let Some(value) = linux
         .rootfs_propagation()

@@ -127,8 +127,10 @@ impl StateDir {
         self.exec_fifo().exists()
     }
 
-    /// Writable by everyone: the init may already run as its user when it opens it.
-    pub fn make_exec_fifo(&self) -> Result<()> {
+    /// Writable by everyone: the init may already run as its user when it opens it. Owned,
+    /// as runc makes it, by the host ids of the container's root (`owner`): in a user
+    /// namespace that is who the init is.
+    pub fn make_exec_fifo(&self, owner: (u32, u32)) -> Result<()> {
         let fifo = self.exec_fifo();
         let mode = nix::sys::stat::Mode::from_bits_truncate(0o622);
         nix::unistd::mkfifo(&fifo, mode).context(|| format!("mkfifo {}", fifo.display()))?;
@@ -139,7 +141,13 @@ impl StateDir {
             mode,
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
-        .context(|| format!("chmod {}", fifo.display()))
+        .context(|| format!("chmod {}", fifo.display()))?;
+        nix::unistd::chown(
+            &fifo,
+            Some(nix::unistd::Uid::from_raw(owner.0)),
+            Some(nix::unistd::Gid::from_raw(owner.1)),
+        )
+        .context(|| format!("chown {}", fifo.display()))
     }
 
     pub fn remove_exec_fifo(&self) -> Result<()> {

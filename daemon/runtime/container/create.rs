@@ -24,7 +24,7 @@ use crate::{
     container::{Container, Record, Runtime},
     error::{Error, IoContext, OnContainer, Result},
     fault,
-    helper::{InitConfig, Proceed, Report, INIT_ARG},
+    helper::{IdsMapped, InitConfig, Proceed, Report, INIT_ARG},
     hooks,
     id::ContainerId,
     process::Pidfd,
@@ -335,7 +335,8 @@ impl Container {
             .state()
             .expect("a new container's record is valid")
             .clone();
-        self.dir.make_exec_fifo()?;
+        self.dir
+            .make_exec_fifo(crate::userns::host_root(&bundle.spec))?;
 
         let plan = cgroups::Plan {
             dirs: state.cgroup_dirs.clone(),
@@ -399,7 +400,18 @@ impl Container {
             })
             .await?;
 
-        let Report::InitPid { pid, start_time } = channel.receive("the init's pid").await? else {
+        let mut report = channel.receive("the init's pid").await?;
+        if let Report::UserNamespace = report {
+            crate::userns::write_maps(helper_pid, &bundle.spec).map_err(|(field, error)| {
+                Error::InvalidConfig {
+                    field: field.into(),
+                    reason: format!("the kernel refused the mappings: {error}"),
+                }
+            })?;
+            channel.send(&IdsMapped).await?;
+            report = channel.receive("the init's pid").await?;
+        }
+        let Report::InitPid { pid, start_time } = report else {
             return Err(channel.unexpected("the init's pid"));
         };
         let init = InitProcess { pid, start_time };

@@ -21,6 +21,7 @@ use std::{
 };
 
 use nix::{
+    fcntl::OFlag,
     sched::CloneFlags,
     unistd::{fork, ForkResult},
 };
@@ -28,9 +29,22 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{
     error::{IoContext, Result},
-    helper::{Channel, InitConfig, Proceed, Report},
-    hooks,
+    helper::{Channel, IdsMapped, InitConfig, Proceed, Report},
+    hooks, userns,
 };
+
+/// What the helper opens for the init while it is still the host's root: in a user
+/// namespace the container's root cannot cross the 0700 directories (a state root, a
+/// tempfile-made bundle directory) on the way to them.
+struct Held {
+    /// The container's state directory, for the exec FIFO in it.
+    state_dir: OwnedFd,
+    /// The bundle's root file system, opened in the container's mount namespace.
+    rootfs: OwnedFd,
+    /// In a user namespace, each bind mount's source, which the config now names by
+    /// /proc/self/fd: kept open until the user process is executed.
+    bind_sources: Vec<OwnedFd>,
+}
 
 /// Entry point of `berthd init <socket fd>`; never returns.
 pub fn main() -> ! {
@@ -94,12 +108,16 @@ enum Never {}
 /// Joins or creates the namespaces, then forks the init: a new PID namespace applies to
 /// children only, so the init must be a child of the process that unshared it.
 fn helper(channel: &mut Channel) -> Result<Never> {
-    let config: InitConfig = channel
+    let mut config: InitConfig = channel
         .receive()
         .context(|| "read the init configuration".into())?
         .ok_or_else(|| std::io::Error::other("berthd hung up before sending the configuration"))
         .context(|| "read the init configuration".into())?;
-    enter_namespaces(&config.spec)?;
+    // Set with the host's privileges, before a user namespace takes them away; the init
+    // inherits them.
+    process::set_oom_score_adj(&config.spec)?;
+    process::set_rlimits(&config.spec)?;
+    let held = enter_namespaces(channel, &mut config)?;
     set_time_offsets(&config.spec)?;
 
     let (release_read, release_write) = nix::unistd::pipe().context(|| "pipe".into())?;
@@ -112,7 +130,7 @@ fn helper(channel: &mut Channel) -> Result<Never> {
             if !matches!(File::from(release_read).read(&mut [0u8]), Ok(1)) {
                 std::process::exit(1);
             }
-            let error = match container_init(channel, &config) {
+            let error = match container_init(channel, &config, held) {
                 Ok(never) => match never {},
                 Err(error) => error,
             };
@@ -154,10 +172,15 @@ fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
-/// Namespaces with a path are joined, the others created. All paths are opened first: they
-/// resolve in the host's mount namespace, which joining a mount namespace would leave.
-fn enter_namespaces(spec: &Spec) -> Result<()> {
-    let namespaces = spec
+/// Namespaces with a path are joined, the others created, in runc's order: the joins
+/// first (a user namespace among them before the rest), then a new user namespace, which
+/// berthd maps from outside, then every other new namespace, owned by it. All paths are
+/// opened first: they resolve in the host's mount namespace, which joining a mount
+/// namespace would leave. In a user namespace the helper ends as its root, which the init
+/// inherits.
+fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<Held> {
+    let namespaces = config
+        .spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().clone())
@@ -175,11 +198,128 @@ fn enter_namespaces(spec: &Spec) -> Result<()> {
             None => new |= flag,
         }
     }
+    let state_dir = config
+        .exec_fifo
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    let state_dir = open_path(state_dir, OFlag::O_DIRECTORY)?;
+    joins.sort_by_key(|(_, flag)| *flag != CloneFlags::CLONE_NEWUSER);
     for (fd, flag) in &joins {
         nix::sched::setns(fd, *flag).context(|| format!("join namespace {flag:?}"))?;
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            check_joined_maps(&config.spec)?;
+        }
     }
-    nix::sched::unshare(new).context(|| format!("create namespaces {new:?}"))?;
+    let in_userns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    if new.contains(CloneFlags::CLONE_NEWUSER) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .context(|| "create the user namespace".into())?;
+        channel
+            .send(&Report::UserNamespace)
+            .context(|| "report the user namespace".into())?;
+        let _: IdsMapped = channel
+            .receive()
+            .context(|| "wait for the id mappings".into())?
+            .ok_or_else(|| std::io::Error::other("berthd hung up"))
+            .context(|| "wait for the id mappings".into())?;
+    }
+    let rest = new - CloneFlags::CLONE_NEWUSER;
+    nix::sched::unshare(rest).context(|| format!("create namespaces {rest:?}"))?;
+    rootfs::detach_from_host(&config.rootfs, &config.spec)?;
+    // Still the host's uid, so the owner's bits of root-owned 0700 directories let this
+    // process through, where the container's root would have no access.
+    let rootfs = open_path(&config.rootfs, OFlag::O_DIRECTORY)?;
+    let bind_sources = if in_userns {
+        let held = hold_bind_sources(config)?;
+        become_namespace_root()?;
+        held
+    } else {
+        Vec::new()
+    };
+    Ok(Held {
+        state_dir,
+        rootfs,
+        bind_sources,
+    })
+}
+
+fn open_path(path: &std::path::Path, flags: OFlag) -> Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC | flags,
+        nix::sys::stat::Mode::empty(),
+    )
+    .context(|| format!("open {}", path.display()))
+}
+
+/// Bind sources the container's root may not reach by path (runc hands the init an fd of
+/// each for the same reason) are opened now, following symlinks as the mount would, and
+/// mounted from /proc/self/fd.
+fn hold_bind_sources(config: &mut InitConfig) -> Result<Vec<OwnedFd>> {
+    let mut held = Vec::new();
+    for mount in config.spec.mounts_mut().iter_mut().flatten() {
+        let is_bind = mount.typ().as_deref() == Some("bind")
+            || mount
+                .options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        let Some(source) = mount.source().clone().filter(|_| is_bind) else {
+            continue;
+        };
+        let fd = nix::fcntl::open(
+            &source,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .context(|| format!("bind mount source {}", source.display()))?;
+        mount.set_source(Some(resolve::fd_path(&fd)));
+        held.push(fd);
+    }
+    Ok(held)
+}
+
+/// A namespace joined by path with mappings in the config must have those mappings, as
+/// runc requires (containerd and CRI-O repeat them).
+fn check_joined_maps(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for (file, field, map) in [
+        (
+            "uid_map",
+            "linux.uidMappings",
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+        ),
+        (
+            "gid_map",
+            "linux.gidMappings",
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+        ),
+    ] {
+        let Some(map) = map else { continue };
+        let path = format!("/proc/self/{file}");
+        let actual = std::fs::read_to_string(&path).context(|| format!("read {path}"))?;
+        if !userns::same_map(map, &userns::parse_map(&actual)) {
+            return Err(crate::error::Error::InvalidConfig {
+                field: field.into(),
+                reason: "differs from the mappings of the user namespace to join".into(),
+            });
+        }
+    }
     Ok(())
+}
+
+/// Becomes uid and gid 0 of the user namespace, without the host's supplementary groups,
+/// as runc's init does once its maps are written.
+fn become_namespace_root() -> Result<()> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .context(|| "become gid 0 of the user namespace".into())?;
+    nix::unistd::setgroups(&[]).context(|| "drop supplementary groups".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .context(|| "become uid 0 of the user namespace".into())
 }
 
 /// The clocks of the time namespace just created, written before its first process (the
@@ -212,25 +352,16 @@ fn set_time_offsets(spec: &Spec) -> Result<()> {
 }
 
 /// The container's init, up to the exec of the user process.
-fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
+fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Result<Never> {
     let spec = &config.spec;
-    rootfs::prepare(config)?;
+    let root = rootfs::prepare(config, &held.rootfs)?;
+    drop(held.rootfs);
     process::set_hostname(spec)?;
-    process::set_oom_score_adj(spec)?;
-    process::set_rlimits(spec)?;
-    // The state directory is held before pivot_root hides it; the FIFO in it is opened for
-    // writing once the container is started. (Through a directory fd, not /proc: the
-    // container may have no /proc.)
-    let state_dir = config
-        .exec_fifo
-        .parent()
-        .unwrap_or(std::path::Path::new("/"));
-    let state_dir = nix::fcntl::open(
-        state_dir,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .context(|| format!("open {}", state_dir.display()))?;
+    // The state directory was opened by the helper; the FIFO in it is opened for writing
+    // once the container is started. (Through a directory fd, not /proc: the container may
+    // have no /proc.)
+    let state_dir = held.state_dir;
+    let _bind_sources = held.bind_sources;
     let fifo_name = config.exec_fifo.file_name().unwrap_or_default().to_owned();
 
     channel
@@ -254,7 +385,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
 
     sysctl::write(spec)?;
     lsm::set_exec_labels(spec)?;
-    rootfs::pivot(&config.rootfs)?;
+    rootfs::pivot(root, &config.rootfs)?;
     rootfs::finish(spec)?;
     rootfs::set_root_propagation(spec)?;
     // The state directory is open here, but cwd is resolved without magic links, so

@@ -3,8 +3,8 @@
 use std::{
     fs,
     os::{
-        fd::OwnedFd,
-        unix::fs::{symlink, DirBuilderExt},
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::{symlink, DirBuilderExt, OpenOptionsExt},
     },
     path::Path,
 };
@@ -14,7 +14,7 @@ use nix::{
     sys::stat::{makedev, mknod, Mode, SFlag},
     unistd::{chown, Gid, Uid},
 };
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 
 use super::{
     lsm,
@@ -39,24 +39,25 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 
 const NONE: Option<&str> = None;
 
-pub fn prepare(config: &InitConfig) -> Result<()> {
-    let spec = &config.spec;
-    let rootfs = &config.rootfs;
-    let linux = spec.linux().as_ref();
-    detach_from_host(rootfs, linux.and_then(spec_support::requested_propagation))?;
-    // pivot_root needs the new root to be a mount point.
-    mount(
-        Some(rootfs),
-        rootfs,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .context(|| format!("bind {} onto itself", rootfs.display()))?;
+/// Where a cgroup v2 host mounts cgroup2 (runc's fs2.UnifiedMountpoint).
+const HOST_CGROUP2: &str = "/sys/fs/cgroup";
 
-    let root: OwnedFd = fs::File::open(rootfs)
-        .context(|| format!("open {}", rootfs.display()))?
-        .into();
+/// Builds the root file system from `rootfs`, the bundle's opened by the helper, and
+/// returns the new root: `rootfs` bound onto itself.
+pub fn prepare(config: &InitConfig, rootfs: &OwnedFd) -> Result<OwnedFd> {
+    let spec = &config.spec;
+    let linux = spec.linux().as_ref();
+    let in_userns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    // pivot_root needs the new root to be a mount point.
+    let root = bind_onto_itself(rootfs)
+        .context(|| format!("bind {} onto itself", config.rootfs.display()))?;
+    // Everything below goes through the root's fd, never the bundle's path: in a user
+    // namespace the container's root may not cross the directories above it.
+    let rootfs = &fd_path(&root);
     for entry in spec.mounts().as_deref().unwrap_or_default() {
         mount_entry(rootfs, &root, entry, config)?;
     }
@@ -74,13 +75,53 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
                 0o666,
                 0,
                 0,
+                in_userns,
             )?;
         }
     }
     for device in spec_devices {
-        create_spec_device(rootfs, device)?;
+        create_spec_device(rootfs, device, in_userns)?;
     }
-    create_dev_symlinks(rootfs)
+    create_dev_symlinks(rootfs)?;
+    Ok(root)
+}
+
+/// `dir`'s tree bound onto `dir` (a recursive bind), returned as the fd of the new mount:
+/// an fd of `dir` opened earlier names what the mount covers.
+fn bind_onto_itself(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: open_tree on a live fd with an empty NUL-terminated path and flags only.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dir.as_raw_fd(),
+            empty.as_ptr(),
+            libc::OPEN_TREE_CLONE
+                | libc::OPEN_TREE_CLOEXEC
+                | libc::AT_RECURSIVE as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    // SAFETY: move_mount between two live fds, with empty NUL-terminated paths.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            dir.as_raw_fd(),
+            empty.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if moved < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(tree)
 }
 
 /// Sets the propagation of the host's mounts as this mount namespace copied them, and makes
@@ -91,7 +132,13 @@ pub fn prepare(config: &InitConfig) -> Result<()> {
 /// parent would also make pivot_root fail.) Unbindable is applied as private here and to
 /// the root only once every bind is made (`set_root_propagation`): on the copies it would
 /// refuse the bind of the rootfs itself, and of every mount source, with EINVAL.
-fn detach_from_host(rootfs: &Path, requested: Option<MsFlags>) -> Result<()> {
+/// The helper does this right after creating the mount namespace, while it still has the
+/// host's uid: in a user namespace the container's root could not walk the bundle's path.
+pub fn detach_from_host(rootfs: &Path, spec: &Spec) -> Result<()> {
+    let requested = spec
+        .linux()
+        .as_ref()
+        .and_then(spec_support::requested_propagation);
     let copies = match requested {
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(flags) if flags.contains(MsFlags::MS_UNBINDABLE) => {
@@ -224,42 +271,30 @@ fn mount_entry(rootfs: &Path, root: &OwnedFd, entry: &Mount, config: &InitConfig
         );
     }
     if is_bind {
-        mount(
-            Some(&source),
-            &on,
-            NONE,
-            options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-            NONE,
-        )
-        .context(|| {
-            format!(
-                "bind {} to {}",
-                source.display(),
-                entry.destination().display()
-            )
-        })?;
-        // A bind mount ignores every other flag until it is remounted with them.
-        let extra = options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-        if !extra.is_empty() {
-            mount(
-                NONE,
-                &fd_path(&pin(root, entry.destination())?),
-                NONE,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
-                NONE,
-            )
-            .context(|| format!("remount {} with {extra:?}", entry.destination().display()))?;
-        }
+        bind(&source, &on, root, entry.destination(), options.flags)?;
     } else {
         let data = lsm::mount_data(&options.data, kind, &config.spec);
-        mount(
+        match mount(
             Some(&source),
             &on,
             Some(kind),
             options.flags,
             data.as_deref(),
-        )
-        .context(|| format!("mount {kind} on {}", entry.destination().display()))?;
+        ) {
+            // In a user namespace sysfs can be mounted only with a network namespace of
+            // the container's own; without one the host's /sys is bound instead, as runc's
+            // rootless configs do.
+            Err(nix::errno::Errno::EPERM) if kind == "sysfs" => bind(
+                Path::new("/sys"),
+                &on,
+                root,
+                entry.destination(),
+                options.flags | MsFlags::MS_BIND | MsFlags::MS_REC,
+            )?,
+            mounted => {
+                mounted.context(|| format!("mount {kind} on {}", entry.destination().display()))?
+            }
+        }
     }
     if !options.propagation.is_empty() {
         mount(
@@ -270,6 +305,38 @@ fn mount_entry(rootfs: &Path, root: &OwnedFd, entry: &Mount, config: &InitConfig
             NONE,
         )
         .context(|| format!("set propagation of {}", entry.destination().display()))?;
+    }
+    Ok(())
+}
+
+/// Binds `source` on `on` (the pinned `destination`) with `flags`, which hold MS_BIND and
+/// perhaps MS_REC.
+fn bind(
+    source: &Path,
+    on: &Path,
+    root: &OwnedFd,
+    destination: &Path,
+    flags: MsFlags,
+) -> Result<()> {
+    mount(
+        Some(source),
+        on,
+        NONE,
+        flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+        NONE,
+    )
+    .context(|| format!("bind {} to {}", source.display(), destination.display()))?;
+    // A bind mount ignores every other flag until it is remounted with them.
+    let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    if !extra.is_empty() {
+        mount(
+            NONE,
+            &fd_path(&pin(root, destination)?),
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+            NONE,
+        )
+        .context(|| format!("remount {} with {extra:?}", destination.display()))?;
     }
     Ok(())
 }
@@ -330,8 +397,20 @@ fn mount_cgroups(
     let flags = options.flags & !MsFlags::MS_RDONLY;
     let binds = match cgroup_mount {
         ContainerMount::Cgroup2 => {
-            return mount(Some("cgroup2"), on, Some("cgroup2"), options.flags, NONE)
-                .context(|| format!("mount cgroup2 on {}", destination.display()))
+            return match mount(Some("cgroup2"), on, Some("cgroup2"), options.flags, NONE) {
+                // In a user namespace without a cgroup namespace of its own cgroup2 cannot
+                // be mounted: runc binds the host's hierarchy instead.
+                Err(nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY) => bind(
+                    Path::new(HOST_CGROUP2),
+                    on,
+                    root,
+                    destination,
+                    options.flags | MsFlags::MS_BIND,
+                ),
+                mounted => {
+                    mounted.context(|| format!("mount cgroup2 on {}", destination.display()))
+                }
+            };
         }
         ContainerMount::Binds(binds) => binds,
     };
@@ -391,6 +470,9 @@ fn make_mount_point(path: &Path, directory: bool) -> Result<()> {
     }
 }
 
+/// Makes the node as runc does: mknod with the config's mode and owner, or, where mknod is
+/// not allowed (always in a user namespace, `bind`), a bind of the host's node at the same
+/// path, which keeps the host's mode and owner.
 #[allow(clippy::too_many_arguments)]
 fn create_device(
     rootfs: &Path,
@@ -401,19 +483,27 @@ fn create_device(
     mode: u32,
     uid: u32,
     gid: u32,
+    bind: bool,
 ) -> Result<()> {
     let target = secure_join(rootfs, path)?;
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent).context(|| format!("create {}", parent.display()))?;
     }
     let _ = fs::remove_file(&target);
-    mknod(
-        &target,
-        kind,
-        Mode::from_bits_truncate(mode),
-        makedev(major, minor),
-    )
-    .context(|| format!("mknod {}", path.display()))?;
+    let made = if bind {
+        Err(nix::errno::Errno::EPERM)
+    } else {
+        mknod(
+            &target,
+            kind,
+            Mode::from_bits_truncate(mode),
+            makedev(major, minor),
+        )
+    };
+    match made {
+        Err(nix::errno::Errno::EPERM) => return bind_host_node(&target, path),
+        made => made.context(|| format!("mknod {}", path.display()))?,
+    }
     // mknod honours the umask; the spec's mode is meant exactly.
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
@@ -426,7 +516,18 @@ fn create_device(
         .context(|| format!("chown {}", path.display()))
 }
 
-fn create_spec_device(rootfs: &Path, device: &LinuxDevice) -> Result<()> {
+fn bind_host_node(target: &Path, path: &Path) -> Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(target)
+        .context(|| format!("create {}", path.display()))?;
+    mount(Some(path), target, NONE, MsFlags::MS_BIND, NONE)
+        .context(|| format!("bind the host's {}", path.display()))
+}
+
+fn create_spec_device(rootfs: &Path, device: &LinuxDevice, bind: bool) -> Result<()> {
     let kind = match device.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
@@ -442,6 +543,7 @@ fn create_spec_device(rootfs: &Path, device: &LinuxDevice) -> Result<()> {
         device.file_mode().unwrap_or(0o666),
         device.uid().unwrap_or(0),
         device.gid().unwrap_or(0),
+        bind,
     )
 }
 
@@ -469,9 +571,8 @@ fn create_dev_symlinks(rootfs: &Path) -> Result<()> {
 
 /// Makes `rootfs` the root and detaches the old one, without a directory for it: pivot to
 /// "." stacks the old root on top, and unmounting "." then removes it.
-pub fn pivot(rootfs: &Path) -> Result<()> {
+pub fn pivot(new_root: OwnedFd, rootfs: &Path) -> Result<()> {
     let old_root = fs::File::open("/").context(|| "open /".into())?;
-    let new_root = fs::File::open(rootfs).context(|| format!("open {}", rootfs.display()))?;
     nix::unistd::fchdir(&new_root).context(|| format!("chdir {}", rootfs.display()))?;
     nix::unistd::pivot_root(".", ".").context(|| format!("pivot_root to {}", rootfs.display()))?;
     nix::unistd::fchdir(&old_root).context(|| "chdir to the old root".into())?;
