@@ -7,6 +7,7 @@
 mod process;
 mod resolve;
 mod rootfs;
+pub(crate) mod seccomp;
 
 use std::{
     fs::File,
@@ -246,7 +247,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig) -> Result<Never> {
         &proceed.created_state,
         &config.hook_timeouts,
     )?;
-    process::become_user_process(spec)?;
+    process::become_user_process(spec, config.seccomp.as_ref())?;
     Err(program.exec())
 }
 
