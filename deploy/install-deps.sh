@@ -7,7 +7,9 @@ set -eu
 # busybox-static: the tests' container root file systems. runc and crun: the tests compare
 # berth's behaviour and the benchmarks its speed against them; berth does not need either.
 # python3 with grpcio: the tests call berthd as an outside gRPC client would.
-packages="busybox-static runc crun python3 python3-pip ca-certificates"
+# libseccomp-dev: berth compiles linux.seccomp through libseccomp, linked dynamically
+# (libseccomp2, which it pulls in, is what berthd needs to run).
+packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev"
 
 missing=""
 for package in $packages; do

@@ -433,10 +433,10 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
             "process.terminal is not supported",
         ),
         (
-            "seccomp",
-            |c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}),
+            "seccomp-notify",
+            |c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}),
             Code::InvalidArgument,
-            "linux.seccomp is not supported",
+            "linux.seccomp: SCMP_ACT_NOTIFY is not supported",
         ),
         (
             "userns-without-mappings",

@@ -29,6 +29,8 @@ pub struct InitConfig {
     pub cgroup_mount: crate::cgroups::ContainerMount,
     /// How long the hooks the init runs may take.
     pub hook_timeouts: crate::hooks::HookTimeouts,
+    /// linux.seccomp, compiled by berthd at create.
+    pub seccomp: Option<crate::init::seccomp::Program>,
 }
 
 /// Progress reports, helper -> berthd.

@@ -55,9 +55,6 @@ pub(crate) fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| invalid(config, "config.json has no linux section"))?;
-    if linux.seccomp().is_some() {
-        return Err(unsupported("linux.seccomp"));
-    }
     crate::userns::check(spec).map_err(|(field, reason)| Error::InvalidConfig { field, reason })?;
     // Idmapped mounts (mount_setattr with a user namespace per mount) are not done yet.
     for (index, mount) in spec.mounts().iter().flatten().enumerate() {

@@ -27,6 +27,7 @@ use crate::{
     helper::{IdsMapped, InitConfig, Proceed, Report, INIT_ARG},
     hooks,
     id::ContainerId,
+    init::seccomp,
     process::Pidfd,
     rdt,
     rdt::RdtGroup,
@@ -56,6 +57,7 @@ struct Bundle {
     dir: PathBuf,
     spec: Spec,
     rootfs: PathBuf,
+    seccomp: Option<seccomp::Program>,
 }
 
 fn load_bundle(dir: &Path) -> Result<Bundle> {
@@ -81,9 +83,12 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
         },
         _ => invalid(&config, e.to_string()),
     })?;
-    let mut spec: Spec = serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(&config, format!("invalid config.json: {e}")))?;
+    let mut spec: Spec = serde_json::from_slice(&bytes).map_err(|e| {
+        seccomp::explain_parse_failure(&bytes)
+            .unwrap_or_else(|| invalid(&config, format!("invalid config.json: {e}")))
+    })?;
     spec_support::check_supported(&spec, &config)?;
+    let seccomp = compile_seccomp(&spec, dir)?;
     if let Some(hooks) = spec.hooks() {
         hooks::check_timeouts(hooks)?;
     }
@@ -128,7 +133,25 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
         dir: dir.to_owned(),
         spec,
         rootfs,
+        seccomp,
     })
+}
+
+/// The profile is compiled here, in berthd, so that anything in it that cannot be honoured
+/// fails the create before anything is made; the init only loads the program.
+fn compile_seccomp(spec: &Spec, dir: &Path) -> Result<Option<seccomp::Program>> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let compiled = seccomp::compile(profile)?;
+    if !compiled.unknown_syscalls.is_empty() {
+        tracing::warn!(
+            bundle = %dir.display(),
+            syscalls = ?compiled.unknown_syscalls,
+            "linux.seccomp names syscalls libseccomp does not know; their rules are skipped"
+        );
+    }
+    Ok(Some(compiled.program))
 }
 
 /// Larger than any real config.json; past it the file is refused, not read to the end.
@@ -397,6 +420,7 @@ impl Container {
                 exec_fifo: self.dir.exec_fifo(),
                 cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
                 hook_timeouts: runtime.hook_timeouts,
+                seccomp: bundle.seccomp.clone(),
             })
             .await?;
 

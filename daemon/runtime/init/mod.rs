@@ -8,6 +8,7 @@ mod lsm;
 mod process;
 mod resolve;
 mod rootfs;
+pub(crate) mod seccomp;
 mod sysctl;
 mod tuning;
 
@@ -414,7 +415,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Res
         &proceed.created_state,
         &config.hook_timeouts,
     )?;
-    process::become_user_process(spec)?;
+    process::become_user_process(spec, config.seccomp.as_ref())?;
     Err(program.exec())
 }
 

@@ -8,7 +8,7 @@ use std::{
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capability, LinuxCapabilities, Spec};
 
-use super::resolve::open_in_root;
+use super::{resolve::open_in_root, seccomp};
 use crate::error::{Error, IoContext, Result};
 
 fn invalid(message: String) -> std::io::Error {
@@ -206,13 +206,25 @@ impl Program {
     }
 }
 
-/// Drops to the configured user and capabilities. The bounding set is trimmed while root
-/// still holds CAP_SETPCAP; the other sets are set after the uid change, which (with
-/// keep-caps) preserves only the permitted set.
-pub fn become_user_process(spec: &Spec) -> Result<()> {
+/// Drops to the configured user and capabilities, and loads the seccomp filter. The
+/// bounding set is trimmed while root still holds CAP_SETPCAP; the other sets are set after
+/// the uid change, which (with keep-caps) preserves only the permitted set.
+///
+/// The filter goes in where runc puts it. With noNewPrivileges, last, just before execve,
+/// so that the profile need not allow what berth itself still does. Without it, first:
+/// loading a filter then takes CAP_SYS_ADMIN, which the drop below may take away; the
+/// profile must then allow the setgroups, setresuid, capset and prctl that follow (every
+/// real profile does). Either way after the startContainer hooks, which berth runs
+/// unfiltered (runc runs them under the filter, only because it loads the filter before
+/// the exec FIFO, to pass a notify fd that berth does not make).
+pub fn become_user_process(spec: &Spec, seccomp: Option<&seccomp::Program>) -> Result<()> {
     let Some(process) = spec.process().as_ref() else {
         return Ok(());
     };
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    if let (Some(program), false) = (seccomp, no_new_privileges) {
+        seccomp::load(program)?;
+    }
     let capabilities = process.capabilities().clone().unwrap_or_default();
     let set_of = |pick: fn(&LinuxCapabilities) -> &Option<oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet> {
         pick(&capabilities).iter().flatten().map(to_caps).collect()
@@ -266,8 +278,11 @@ pub fn become_user_process(spec: &Spec) -> Result<()> {
         let _ = caps::raise(None, caps::CapSet::Ambient, cap);
     }
 
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privileges {
         nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".into())?;
+        if let Some(program) = seccomp {
+            seccomp::load(program)?;
+        }
     }
     Ok(())
 }
