@@ -1467,7 +1467,7 @@ async fn config_case(daemon: &Daemon, env: &ConfigEnv, id: &str, doc: &Doc) -> T
 /// never panic, the daemon must keep serving, no mount may appear on the host, and nothing
 /// may be written through an escaping destination. (Where every host mount is private, as
 /// on the test machines, a propagation leak cannot show here: the shared case is pinned by
-/// `shared_rootfs_propagation_is_refused_and_leaks_no_mount`.)
+/// `shared_rootfs_propagation_leaks_no_mount`.)
 #[test]
 fn any_config_document_is_refused_or_cleaned_up() {
     const ID: &str = "fuzz-config";
@@ -1700,12 +1700,13 @@ impl Drop for Unmount {
 /// host's mounts shared (peers of the host's) before binding the rootfs onto itself and
 /// mounting /proc, /dev, /sys and the cgroups in it, so every one of those mounts also
 /// appears in the host's mount table. The create then fails (pivot_root refuses a shared
-/// parent, EINVAL), and the ~35 mounts stay on the host after the delete. runc avoids this
-/// by making the rootfs's parent mount private first. The test reproduces a shared host by
+/// parent, EINVAL), and the ~35 mounts stay on the host after the delete. Like runc, berth
+/// now makes the mount holding the rootfs private first, so the create succeeds and nothing
+/// reaches the host, before or after the delete. The test reproduces a shared host by
 /// making the bundle's rootfs a shared mount point; its own mount and anything stacked on
 /// it are detached at the end.
 #[tokio::test]
-async fn shared_rootfs_propagation_is_refused_and_leaks_no_mount() {
+async fn shared_rootfs_propagation_leaks_no_mount() {
     use nix::mount::{mount, MsFlags};
     let daemon = Daemon::start().await;
     let mut bundle = Bundle::busybox(&["true"]);
@@ -1731,18 +1732,19 @@ async fn shared_rootfs_propagation_is_refused_and_leaks_no_mount() {
     let under_rootfs = || host_mounts(&[&rootfs]);
     let before = under_rootfs();
 
-    let created = daemon.create("shared", &bundle, None).await;
-    if created.is_ok() {
-        daemon.delete("shared", true).await.unwrap();
+    daemon.create("shared", &bundle, None).await.unwrap();
+    let created = under_rootfs();
+    daemon.delete("shared", true).await.unwrap();
+    let deleted = under_rootfs();
+    for (when, after) in [("create", created), ("delete", deleted)] {
+        assert_eq!(
+            after.len(),
+            before.len(),
+            "after the {when}, {} mounts of the container showed on the host, such as {:?}",
+            after.len() - before.len(),
+            &after[..after.len().min(6)]
+        );
     }
-    let after = under_rootfs();
-    assert_eq!(
-        after.len(),
-        before.len(),
-        "create ({created:?}) left {} mounts on the host, such as {:?}",
-        after.len() - before.len(),
-        &after[..after.len().min(6)]
-    );
 }
 
 /// Found by `any_config_document_is_refused_or_cleaned_up` (minimal input: `"mounts": []`).
