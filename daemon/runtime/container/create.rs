@@ -237,9 +237,16 @@ impl Container {
         claim: impl FnOnce(&mut cgroups::Plan, Option<&mut RdtGroup>) -> Result<Others>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
-        let bundle = load_bundle(&request.bundle).map_err(no_leftover)?;
-        let stdout = open_output(&request.stdout, "stdout").map_err(no_leftover)?;
-        let stderr = open_output(&request.stderr, "stderr").map_err(no_leftover)?;
+        // The bundle is read from disk and its seccomp profile compiled: off the runtime.
+        let (bundle, stdout, stderr) = blocking::run(move || -> Result<_> {
+            Ok((
+                load_bundle(&request.bundle)?,
+                open_output(&request.stdout, "stdout")?,
+                open_output(&request.stderr, "stderr")?,
+            ))
+        })
+        .await
+        .map_err(no_leftover)?;
         Self::create_from(runtime, id, bundle, stdout, stderr, claim).await
     }
 
@@ -304,7 +311,6 @@ impl Container {
         }
 
         let dir = runtime.root.dir(&id);
-        dir.create().map_err(no_leftover)?;
         let state = ContainerState {
             schema_version: SCHEMA_VERSION,
             id: id.to_string(),
@@ -326,10 +332,15 @@ impl Container {
             hooks: bundle.spec.hooks().clone(),
             frozen_to_kill: false,
         };
-        if let Err(e) = dir.save(&state) {
-            let _ = fs::remove_dir_all(dir.path());
-            return Err(no_leftover(e));
-        }
+        let (made, saved) = (dir.clone(), state.clone());
+        blocking::run(move || {
+            made.create()?;
+            made.save(&saved).inspect_err(|_| {
+                let _ = fs::remove_dir_all(made.path());
+            })
+        })
+        .await
+        .map_err(no_leftover)?;
         fault::point("after-state-written");
         let mut container = Container::load(id, dir, Record::Valid(state), runtime.cgroups.clone());
         match container.build(runtime, &bundle, stdout, stderr).await {
@@ -358,8 +369,8 @@ impl Container {
             .state()
             .expect("a new container's record is valid")
             .clone();
-        self.dir
-            .make_exec_fifo(crate::userns::host_root(&bundle.spec))?;
+        let (dir, owner) = (self.dir.clone(), crate::userns::host_root(&bundle.spec));
+        blocking::run(move || dir.make_exec_fifo(owner)).await?;
 
         let plan = cgroups::Plan {
             dirs: state.cgroup_dirs.clone(),
@@ -400,9 +411,8 @@ impl Container {
         drop(theirs);
         let helper_pid = helper.id() as i32;
         // The helper forks the init, which inherits these: it is born in its cgroups.
-        runtime
-            .cgroups
-            .add_process(&state.cgroup_dirs, helper_pid)?;
+        self.with_cgroups(move |cgroups, dirs| cgroups.add_process(dirs, helper_pid))
+            .await?;
         if let Some(group) = state.rdt.clone() {
             blocking::run(move || rdt::assign(&group, helper_pid)).await?;
         }
@@ -493,7 +503,8 @@ impl Container {
         self.kill_and_wait(runtime, &others.cgroups).await?;
         self.release_resources(&others.cgroups, &others.rdt_groups)
             .await?;
-        self.dir.remove()
+        let dir = self.dir.clone();
+        blocking::run(move || dir.remove()).await
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::{
+    blocking,
     container::{Container, Runtime},
     error::{Error, IoContext, Result},
 };
@@ -40,7 +41,8 @@ impl Container {
         }
         // From here the container counts as started (runc's rule: created means the FIFO
         // still exists), whatever happens to berthd next.
-        self.dir.remove_exec_fifo()?;
+        let dir = self.dir.clone();
+        blocking::run(move || dir.remove_exec_fifo()).await?;
 
         let mut warnings = Vec::new();
         let poststart = self
