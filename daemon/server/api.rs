@@ -83,6 +83,7 @@ fn to_status(error: Error) -> Status {
             ),
         ) => Status::invalid_argument(message),
         Error::CorruptState { .. }
+        | Error::StatusUnknown { .. }
         | Error::Io { .. }
         | Error::Cgroup(_)
         | Error::Destroy { .. }
@@ -417,6 +418,13 @@ mod tests {
                     status: container::Status::Running,
                 },
                 Code::FailedPrecondition,
+            ),
+            (
+                Error::StatusUnknown {
+                    id: "c1".into(),
+                    reason: "r".into(),
+                },
+                Code::Internal,
             ),
             (Error::Cgroup(missing), Code::FailedPrecondition),
             (Error::Cgroup(busy), Code::Internal),
