@@ -79,6 +79,11 @@ pub enum Error {
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
 
+    /// berthd cannot tell whether the init lives (delete.md D6): its fault, not the
+    /// caller's, and only force (which kills the whole cgroup) gets past it.
+    #[error("cannot delete container {id} whose status is unknown without force (which kills every process of its cgroup): {reason}")]
+    StatusUnknown { id: String, reason: String },
+
     #[error("container {id} cannot be managed: state file {} is unreadable: {reason}", path.display())]
     CorruptState {
         id: String,

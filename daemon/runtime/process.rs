@@ -42,23 +42,76 @@ impl ProcStat {
     }
 }
 
+/// What /proc alone tells of a recorded init, when no pidfd can be held for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+    /// berthd cannot tell; why.
+    Unknown(String),
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); `None` when the kernel does not
+/// tell. Pids and start times (counted from boot) identify a process within one boot only.
+/// Kept once read; a failed read (out of descriptors, say) is tried again next time, so it
+/// never disables the check for the daemon's life.
+pub fn boot_id() -> Option<&'static str> {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Some(id);
+    }
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    if id.is_empty() {
+        return None;
+    }
+    Some(BOOT_ID.get_or_init(|| id.to_owned()))
+}
+
 impl InitProcess {
-    /// The pid still belongs to the process started at `start_time` (zombie or not).
-    pub fn is_same_process(&self) -> bool {
-        matches!(ProcStat::read(self.pid), Ok(Some(stat)) if stat.start_time == self.start_time)
+    /// The start-time check alone (delete.md D6), for an init no pidfd could be opened for:
+    /// dead when no process has the pid, when the process there started at another time,
+    /// or when it is a zombie whose thread group is gone; unknown when /proc cannot be read.
+    pub fn liveness_by_start_time(&self) -> Liveness {
+        let pid = self.pid;
+        let stat = match crate::fault::errno("proc-stat") {
+            Some(error) => Err(error),
+            None => ProcStat::read(pid),
+        };
+        let stat = match stat {
+            Ok(None) => return Liveness::Dead,
+            Ok(Some(stat)) if stat.start_time != self.start_time => return Liveness::Dead,
+            Ok(Some(stat)) => stat,
+            Err(e) => return Liveness::Unknown(format!("cannot read /proc/{pid}/stat: {e}")),
+        };
+        match stat.state {
+            'X' | 'x' => Liveness::Dead,
+            // A main thread that called pthread_exit shows as a zombie while the other
+            // threads run on; the process is gone only once it is the last thread left.
+            'Z' => match fs::read_to_string(format!("/proc/{pid}/status")) {
+                Ok(status) => {
+                    let threads = status
+                        .lines()
+                        .find_map(|line| line.strip_prefix("Threads:"))
+                        .and_then(|n| n.trim().parse::<u32>().ok());
+                    match threads {
+                        Some(n) if n > 1 => Liveness::Alive,
+                        _ => Liveness::Dead,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Liveness::Dead,
+                Err(e) => Liveness::Unknown(format!(
+                    "pid {pid} is a zombie and /proc/{pid}/status cannot be read: {e}"
+                )),
+            },
+            _ => Liveness::Alive,
+        }
     }
 
-    /// Alive: the pid exists, is neither a zombie nor dead, and is still the same process.
+    /// Alive, or cannot be told: calling an init dead that is not would let a delete skip
+    /// the kill.
     pub fn is_alive(&self) -> bool {
-        match ProcStat::read(self.pid) {
-            Ok(Some(stat)) => {
-                stat.start_time == self.start_time && !matches!(stat.state, 'Z' | 'X' | 'x')
-            }
-            Ok(None) => false,
-            // /proc unreadable for this pid (it exists but cannot be inspected): assume it
-            // lives, since calling it dead would let a delete skip the kill.
-            Err(_) => true,
-        }
+        self.liveness_by_start_time() != Liveness::Dead
     }
 }
 
@@ -95,6 +148,35 @@ mod tests {
     }
 
     #[test]
+    fn d6_start_time_fallback_tells_the_init_from_a_stranger_and_the_dead() {
+        let pid = std::process::id() as i32;
+        let stat = ProcStat::read(pid).unwrap().unwrap();
+        let me = InitProcess {
+            pid,
+            start_time: stat.start_time,
+        };
+        assert_eq!(me.liveness_by_start_time(), Liveness::Alive);
+        let impostor = InitProcess {
+            start_time: stat.start_time + 1,
+            ..me
+        };
+        assert_eq!(impostor.liveness_by_start_time(), Liveness::Dead);
+        // pid_max is at most 2^22: no process has this pid.
+        let gone = InitProcess {
+            pid: i32::MAX,
+            start_time: 1,
+        };
+        assert_eq!(gone.liveness_by_start_time(), Liveness::Dead);
+    }
+
+    #[test]
+    fn boot_id_is_this_boots() {
+        let id = boot_id().expect("the kernel tells the boot id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(boot_id(), Some(id));
+    }
+
+    #[test]
     fn d6_zombie_is_not_alive() {
         let child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
@@ -112,6 +194,8 @@ mod tests {
             start_time: stat.start_time,
         };
         assert!(!init.is_alive());
+        // Its only thread is gone: the fallback calls it dead too.
+        assert_eq!(init.liveness_by_start_time(), Liveness::Dead);
         drop(child.wait_with_output());
     }
 }
@@ -174,7 +258,12 @@ pub fn signal_checked(pid: i32, signal: i32, still_meant: impl FnOnce() -> bool)
 impl Pidfd {
     /// Opens a pidfd for `init` and checks, after opening, that the pid still belongs to the
     /// process started at `init.start_time`; `None` when it does not (the init is gone).
+    /// Any other failure (EMFILE, EINVAL, a /proc that cannot be read) is an error: it
+    /// says nothing about whether the init lives.
     pub fn open(init: &InitProcess) -> io::Result<Option<Self>> {
+        if let Some(error) = crate::fault::errno("pidfd-open") {
+            return Err(error);
+        }
         let Some(fd) = pidfd_open(init.pid)? else {
             return Ok(None);
         };
@@ -187,8 +276,13 @@ impl Pidfd {
             pid: init.pid,
         };
         // Identity only: whether it has exited is the pidfd's to tell (a main thread that
-        // called pthread_exit shows as a zombie while the process lives on).
-        Ok(init.is_same_process().then_some(pidfd))
+        // called pthread_exit shows as a zombie while the process lives on). A stat that
+        // cannot be read (out of descriptors: the pidfd may have taken the last one) is
+        // an error, never "another process".
+        match ProcStat::read(init.pid)? {
+            Some(stat) if stat.start_time == init.start_time => Ok(Some(pidfd)),
+            _ => Ok(None),
+        }
     }
 
     /// Sends `signal` to exactly this process; ESRCH (already gone) is not an error.

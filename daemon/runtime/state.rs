@@ -35,6 +35,13 @@ pub struct ContainerState {
     /// Set once the init exists; before that a crash left nothing but this file and cgroups.
     #[serde(default)]
     pub init: Option<InitProcess>,
+    /// The boot the container was created in (`/proc/sys/kernel/random/boot_id`; its init
+    /// is started by the same berthd, so in the same boot). Start times count from boot, so
+    /// after a reboot a new process can have the recorded pid and start time: an init of
+    /// another boot is dead. Absent in files of older berths, whose init is checked by pid
+    /// and start time alone. Additive, so the schema version stays 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// How the init ended, when the daemon reaped it.
     #[serde(default)]
     pub exit: Option<ExitRecord>,
@@ -181,6 +188,7 @@ mod tests {
                 pid: 42,
                 start_time: 7,
             }),
+            boot_id: Some("785c5fcf-ad17-4fc0-887d-101a306b07ab".into()),
             exit: None,
             shares_pid_namespace: false,
             cgroup_dirs: vec!["/sys/fs/cgroup/pids/berth/c1".into()],
@@ -216,6 +224,10 @@ mod tests {
         .unwrap();
         let state = ContainerState::load(&path).unwrap().unwrap();
         assert!(state.init.is_none() && state.cgroup_dirs.is_empty());
+        assert!(
+            state.boot_id.is_none(),
+            "a file of an older berth has no boot id"
+        );
     }
 
     #[test]

@@ -8,17 +8,20 @@ pub enum Status {
     Running,
     Paused,
     Stopped,
-    /// The state file could not be read, so nothing about the container can be checked.
+    /// berthd cannot tell: the state file could not be read (delete.md D5), or whether the
+    /// init lives cannot be checked (no pidfd, and /proc does not tell; D6).
     Unknown,
 }
 
 /// What the status is derived from.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Facts {
     pub state_readable: bool,
     /// The container's own freezer is set.
     pub frozen: bool,
     pub init_alive: bool,
+    /// Why berthd cannot tell whether the init lives; `init_alive` means nothing then.
+    pub init_unknown: Option<String>,
     /// The init still waits on the FIFO StartContainer removes.
     pub exec_fifo: bool,
 }
@@ -32,17 +35,27 @@ pub enum DeleteStep {
     KillThenDestroy,
     /// Refused: the container is not stopped and force was not given.
     RefuseNotStopped,
+    /// Refused: berthd cannot tell whether the init lives and force was not given.
+    RefuseUnknown,
+    /// There is no init to signal or wait for: kill every process of the cgroup tree,
+    /// then destroy.
+    KillTreeThenDestroy,
 }
 
 impl Status {
-    /// First match wins: unreadable, frozen, init gone, not yet started, else running.
-    pub fn derive(facts: Facts) -> Self {
+    /// First match wins: unreadable, frozen, init liveness unknown, init gone, not yet
+    /// started, else running.
+    pub fn derive(facts: &Facts) -> Self {
         match facts {
             Facts {
                 state_readable: false,
                 ..
             } => Status::Unknown,
             Facts { frozen: true, .. } => Status::Paused,
+            Facts {
+                init_unknown: Some(_),
+                ..
+            } => Status::Unknown,
             Facts {
                 init_alive: false, ..
             } => Status::Stopped,
@@ -72,9 +85,13 @@ impl Status {
 
     /// runc's guard: a running or paused container goes only with force; a created one is
     /// killed first; force also sweeps what a dead init of a shared PID namespace left.
+    /// One whose init berthd cannot check goes only with force, which kills what its
+    /// cgroup holds.
     pub fn delete_step(self, force: bool) -> DeleteStep {
         match (self, force) {
             (Status::Running | Status::Paused, false) => DeleteStep::RefuseNotStopped,
+            (Status::Unknown, false) => DeleteStep::RefuseUnknown,
+            (Status::Unknown, true) => DeleteStep::KillTreeThenDestroy,
             (Status::Stopped, false) => DeleteStep::Destroy,
             _ => DeleteStep::KillThenDestroy,
         }
@@ -103,7 +120,12 @@ mod tests {
             state_readable,
             frozen,
             init_alive,
+            init_unknown: None,
             exec_fifo,
+        };
+        let unknown = |facts: Facts| Facts {
+            init_unknown: Some("cannot open a pidfd".into()),
+            ..facts
         };
         for (input, expected) in [
             (facts(false, true, true, true), Status::Unknown),
@@ -113,8 +135,14 @@ mod tests {
             (facts(true, false, false, true), Status::Stopped),
             (facts(true, false, true, true), Status::Created),
             (facts(true, false, true, false), Status::Running),
+            // An init berthd cannot check is never taken for dead (nor for alive).
+            (unknown(facts(true, false, false, false)), Status::Unknown),
+            (unknown(facts(true, false, true, true)), Status::Unknown),
+            (unknown(facts(false, false, false, false)), Status::Unknown),
+            // The freezer still comes first: a paused container is refused either way.
+            (unknown(facts(true, true, false, false)), Status::Paused),
         ] {
-            assert_eq!(Status::derive(input), expected, "{input:?}");
+            assert_eq!(Status::derive(&input), expected, "{input:?}");
         }
     }
 
@@ -142,6 +170,8 @@ mod tests {
             (Paused, true, KillThenDestroy),
             (Stopped, false, Destroy),
             (Stopped, true, KillThenDestroy),
+            (Unknown, false, RefuseUnknown),
+            (Unknown, true, KillTreeThenDestroy),
         ] {
             assert_eq!(status.delete_step(force), step, "{status} force={force}");
         }

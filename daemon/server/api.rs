@@ -103,6 +103,7 @@ fn code_of(error: &Error) -> Code {
         // The step that failed says whose fault it is; the message names the container.
         Error::Operation { cause, .. } => code_of(cause),
         Error::CorruptState { .. }
+        | Error::StatusUnknown { .. }
         | Error::Io { .. }
         | Error::Cgroup(_)
         | Error::Rdt(RdtError::Io { .. })
@@ -492,6 +493,13 @@ mod tests {
                     status: container::Status::Running,
                 },
                 Code::FailedPrecondition,
+            ),
+            (
+                Error::StatusUnknown {
+                    id: "c1".into(),
+                    reason: "r".into(),
+                },
+                Code::Internal,
             ),
             (Error::Cgroup(missing), Code::FailedPrecondition),
             (Error::Cgroup(busy), Code::Internal),

@@ -324,6 +324,7 @@ impl Container {
                 .into_iter()
                 .collect(),
             init: None,
+            boot_id: crate::process::boot_id().map(str::to_owned),
             exit: None,
             shares_pid_namespace: shares_pid_namespace(&bundle.spec),
             cgroup_dirs,

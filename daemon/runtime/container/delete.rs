@@ -7,7 +7,9 @@ use crate::{
     blocking, cgroups,
     container::{Container, Record, Runtime, Snapshot},
     error::{Error, IoContext, OnContainer, Result},
-    fault, rdt,
+    fault,
+    process::Liveness,
+    rdt,
     state::ExitRecord,
     status::{DeleteStep, Status},
 };
@@ -35,7 +37,7 @@ impl Container {
         others: &[PathBuf],
         others_rdt: &[PathBuf],
     ) -> Result<DeleteOutcome> {
-        let status = self.status();
+        let (status, unknown_reason) = self.status_and_reason();
         if let Record::Corrupt { path, reason } = &self.record {
             if !force {
                 return Err(Error::CorruptState {
@@ -53,18 +55,26 @@ impl Container {
                 found: Some(status),
             });
         }
-        match status.delete_step(force) {
+        let step = status.delete_step(force);
+        match step {
             DeleteStep::RefuseNotStopped => {
                 return Err(Error::NotStopped {
                     id: self.id.to_string(),
                     status,
                 })
             }
+            DeleteStep::RefuseUnknown => {
+                return Err(Error::StatusUnknown {
+                    id: self.id.to_string(),
+                    reason: unknown_reason.unwrap_or_else(|| "its status cannot be told".into()),
+                })
+            }
             DeleteStep::Destroy => {}
             DeleteStep::KillThenDestroy => self.kill_and_wait(runtime, others).await?,
+            DeleteStep::KillTreeThenDestroy => self.kill_all(others).await?,
         }
         // Taken once the init is gone, so it carries the exit status when berthd saw it.
-        let exited = self.observe_exit().await;
+        let mut exited = self.observe_exit().await;
         let snapshot = self.snapshot();
         let warnings = match self.destroy(runtime, others, others_rdt).await {
             Ok(warnings) => warnings,
@@ -74,6 +84,11 @@ impl Container {
                 return Err(error);
             }
         };
+        if step == DeleteStep::KillTreeThenDestroy && !self.exit_observed {
+            // Its cgroups are gone, so nothing that ran in them runs on.
+            self.exit_observed = true;
+            exited = Some(None);
+        }
         Ok(DeleteOutcome {
             snapshot: Some(snapshot),
             warnings,
@@ -92,7 +107,8 @@ impl Container {
         let Some(state) = self.state() else {
             return Ok(());
         };
-        if state.shares_pid_namespace {
+        // An init without a pidfd is never signalled by pid (D6): its cgroup is.
+        if state.shares_pid_namespace || self.init_by_start_time_only() {
             self.kill_all(others).await.on_container("kill", &self.id)?;
         } else if let Some(init) = &self.init {
             init.signal(libc::SIGKILL)
@@ -104,6 +120,22 @@ impl Container {
         self.with_cgroups(|cgroups, dirs| cgroups.request_thaw(dirs))
             .await
             .on_container("thaw", &self.id)?;
+        if self.init_by_start_time_only() {
+            // No pidfd to end a round early: by start time, a round at a time. One that can
+            // no longer be checked is left to destroy, which kills what the cgroup holds.
+            for _ in 0..runtime.kill_wait_rounds {
+                if self.init_liveness() != Liveness::Alive {
+                    return Ok(());
+                }
+                tokio::time::sleep(runtime.kill_wait_round).await;
+            }
+            if self.init_liveness() != Liveness::Alive {
+                return Ok(());
+            }
+            return Err(Error::InitStillRunning {
+                id: self.id.to_string(),
+            });
+        }
         let Some(init) = &self.init else {
             return Ok(());
         };
@@ -253,6 +285,7 @@ mod tests {
             created: SystemTime::UNIX_EPOCH,
             annotations: Default::default(),
             init: None,
+            boot_id: None,
             exit: None,
             shares_pid_namespace,
             cgroup_dirs: vec!["/fake/berth/c1".into()],

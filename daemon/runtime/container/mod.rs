@@ -19,7 +19,7 @@ use crate::{
     helper::InitBinary,
     hooks,
     id::ContainerId,
-    process::{ExitStatus, Pidfd, Reaper},
+    process::{self, ExitStatus, Liveness, Pidfd, Reaper},
     state::{ContainerState, ExitRecord},
     state_dir::{StateDir, StateRoot},
     status::Facts,
@@ -73,6 +73,11 @@ pub struct Container {
     /// Held from the moment the init's identity is known (delete.md D6); `None` once it is
     /// gone or when there never was one.
     pub init: Option<Arc<Pidfd>>,
+    /// Why no pidfd could be opened for a recorded init at load (not ESRCH: EMFILE,
+    /// EINVAL, ...). Its liveness is then read from its pid and start time on every call,
+    /// UNKNOWN when /proc does not tell, and it is never signalled by pid: kill and delete
+    /// go through the cgroup.
+    init_without_pidfd: Option<String>,
     /// The init's exit status to come from the reaper, when berthd is its parent.
     exit_status: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
     /// The exit was reported (or there is none to report).
@@ -97,20 +102,36 @@ pub struct Snapshot {
 
 impl Container {
     /// A container loaded from its state directory; the init is looked up by pid and start
-    /// time and held by a pidfd from then on.
+    /// time and held by a pidfd from then on (delete.md D6). An init recorded in another
+    /// boot is dead, whatever holds its pid now. When the pidfd cannot be opened (for any
+    /// reason but the process being gone), the start time alone decides, call after call.
     pub fn load(
         id: ContainerId,
         dir: StateDir,
         record: Record,
         cgroups: Arc<dyn CgroupManager>,
     ) -> Self {
+        let mut init_without_pidfd = None;
         let init = match &record {
+            Record::Valid(ContainerState {
+                init: Some(init),
+                boot_id: Some(recorded),
+                ..
+            }) if process::boot_id().is_some_and(|current| current != recorded) => {
+                tracing::info!(id = %id, pid = init.pid, boot_id = %recorded, "the init was recorded in an earlier boot: it is dead");
+                None
+            }
             Record::Valid(ContainerState {
                 init: Some(init), ..
             }) => match Pidfd::open(init) {
                 Ok(pidfd) => pidfd.map(Arc::new),
                 Err(e) => {
-                    tracing::warn!(id = %id, pid = init.pid, error = %e, "cannot open a pidfd for the init");
+                    let why = format!("cannot open a pidfd for it: {e}");
+                    let liveness = init.liveness_by_start_time();
+                    tracing::warn!(id = %id, pid = init.pid, error = %e, ?liveness, "cannot open a pidfd for the init; falling back to its start time");
+                    if liveness != Liveness::Dead {
+                        init_without_pidfd = Some(why);
+                    }
                     None
                 }
             },
@@ -125,6 +146,7 @@ impl Container {
             dir,
             record,
             init,
+            init_without_pidfd,
             exit_status: None,
             exit_observed,
             unpublished_exit: None,
@@ -158,7 +180,7 @@ impl Container {
 
     /// At load: the init died while no berthd watched; reported once, with no status.
     pub fn exited_while_away(&mut self) -> bool {
-        let away = !self.exit_observed && self.init.is_none();
+        let away = !self.exit_observed && self.init.is_none() && self.init_without_pidfd.is_none();
         self.exit_observed |= away;
         away
     }
@@ -166,8 +188,15 @@ impl Container {
     /// `Some` once, when the init is found to have exited: with its status if berthd reaped
     /// it (recorded in state.json too), `None` inside if its parent was another berthd.
     pub async fn observe_exit(&mut self) -> Option<Option<ExitRecord>> {
-        if self.exit_observed || self.init_alive() || self.init.is_none() {
+        if self.exit_observed || self.init_liveness() != Liveness::Dead {
             return None;
+        }
+        if self.init.is_none() {
+            self.init_without_pidfd.as_ref()?;
+            // Judged by its start time: berthd was not its parent when it died (it was
+            // loaded without a pidfd), so there is no status to wait for.
+            self.exit_observed = true;
+            return Some(None);
         }
         self.exit_observed = true;
         // The reaper collects a zombie as soon as SIGCHLD arrives; the wait is short.
@@ -204,24 +233,71 @@ impl Container {
         }
     }
 
-    fn init_alive(&self) -> bool {
-        self.init.as_ref().is_some_and(|pidfd| !pidfd.has_exited())
+    /// Through the pidfd when berthd holds one; else, for an init no pidfd could be opened
+    /// for, by its pid and start time (delete.md D6).
+    fn init_liveness(&self) -> Liveness {
+        if let Some(pidfd) = &self.init {
+            return if pidfd.has_exited() {
+                Liveness::Dead
+            } else {
+                Liveness::Alive
+            };
+        }
+        let recorded = self.state().and_then(|state| state.init);
+        match (&self.init_without_pidfd, recorded) {
+            (Some(why), Some(init)) => match init.liveness_by_start_time() {
+                Liveness::Unknown(reason) => Liveness::Unknown(format!(
+                    "cannot tell whether its init (pid {}) lives: {why}; {reason}",
+                    init.pid
+                )),
+                liveness => liveness,
+            },
+            _ => Liveness::Dead,
+        }
+    }
+
+    /// There is a recorded init, but no pidfd for it: it may be signalled through its
+    /// cgroup only.
+    fn init_by_start_time_only(&self) -> bool {
+        self.init.is_none() && self.init_without_pidfd.is_some()
     }
 
     /// Read from the kernel each time, never from disk. Each fact is read only when the
     /// ones before it leave the status open.
-    pub fn status(&self) -> Status {
+    fn facts(&self) -> Facts {
         let Record::Valid(state) = &self.record else {
-            return Status::derive(Facts::default());
+            return Facts::default();
         };
         let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
-        let init_alive = !frozen && self.init_alive();
-        Status::derive(Facts {
+        let (init_alive, init_unknown) = match frozen {
+            true => (false, None),
+            false => match self.init_liveness() {
+                Liveness::Alive => (true, None),
+                Liveness::Dead => (false, None),
+                Liveness::Unknown(reason) => (false, Some(reason)),
+            },
+        };
+        Facts {
             state_readable: true,
             frozen,
             init_alive,
+            init_unknown,
             exec_fifo: init_alive && self.dir.has_exec_fifo(),
-        })
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        Status::derive(&self.facts())
+    }
+
+    /// The status and, when it is UNKNOWN because the init cannot be checked, why.
+    fn status_and_reason(&self) -> (Status, Option<String>) {
+        let facts = self.facts();
+        let status = Status::derive(&facts);
+        (
+            status,
+            facts.init_unknown.filter(|_| status == Status::Unknown),
+        )
     }
 
     /// The OCI state JSON hooks get on stdin.
@@ -257,7 +333,7 @@ impl Container {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let status = self.status();
+        let (status, reason) = self.status_and_reason();
         match &self.record {
             Record::Valid(state) => Snapshot {
                 id: self.id.to_string(),
@@ -267,7 +343,7 @@ impl Container {
                 annotations: state.annotations.clone(),
                 created: Some(state.created),
                 exit: state.exit.clone(),
-                status_reason: String::new(),
+                status_reason: reason.unwrap_or_default(),
             },
             Record::Corrupt { path, reason } => Snapshot {
                 id: self.id.to_string(),
@@ -280,5 +356,76 @@ impl Container {
                 status_reason: format!("cannot read {}: {reason}", path.display()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cgroups::fake::Fake,
+        process::ProcStat,
+        state::{InitProcess, SCHEMA_VERSION},
+    };
+
+    /// A container whose recorded init is this test process, with `boot_id` recorded.
+    fn loaded(boot_id: Option<&str>) -> (tempfile::TempDir, Container) {
+        let root = tempfile::tempdir().unwrap();
+        let id = ContainerId::parse("c1").unwrap();
+        let dir = StateRoot::open(root.path()).unwrap().dir(&id);
+        let pid = std::process::id() as i32;
+        let start_time = ProcStat::read(pid).unwrap().unwrap().start_time;
+        let state = ContainerState {
+            schema_version: SCHEMA_VERSION,
+            id: "c1".into(),
+            bundle: "/b".into(),
+            created: SystemTime::UNIX_EPOCH,
+            annotations: Default::default(),
+            init: Some(InitProcess { pid, start_time }),
+            boot_id: boot_id.map(str::to_owned),
+            exit: None,
+            shares_pid_namespace: false,
+            cgroup_dirs: vec![],
+            created_cgroup_dirs: vec![],
+            rdt: None,
+            hooks: None,
+            frozen_to_kill: false,
+        };
+        let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
+        let container = Container::load(id, dir, Record::Valid(state), fake);
+        (root, container)
+    }
+
+    #[tokio::test]
+    async fn an_init_recorded_in_another_boot_is_dead_whatever_holds_its_pid() {
+        let (_root, mut other_boot) = loaded(Some("00000000-0000-0000-0000-000000000000"));
+        assert!(other_boot.init.is_none());
+        assert_eq!(other_boot.status(), Status::Stopped);
+        assert!(other_boot.exited_while_away());
+
+        let (_root, this_boot) = loaded(process::boot_id());
+        assert!(this_boot.init.is_some());
+        assert_eq!(this_boot.status(), Status::Running);
+
+        // Written by an older berth: pid and start time alone decide, as before.
+        let (_root, no_boot_id) = loaded(None);
+        assert_eq!(no_boot_id.status(), Status::Running);
+    }
+
+    #[tokio::test]
+    async fn an_init_without_a_pidfd_is_judged_by_its_start_time() {
+        let (_root, mut container) = loaded(None);
+        container.init = None;
+        container.init_without_pidfd = Some("cannot open a pidfd for it: EMFILE".into());
+        assert_eq!(container.status(), Status::Running);
+        assert!(!container.exited_while_away());
+        assert_eq!(container.observe_exit().await, None);
+        // A recorded start time no process has: dead, and the exit is reported once.
+        if let Record::Valid(state) = &mut container.record {
+            state.init.as_mut().unwrap().start_time += 1;
+        }
+        assert_eq!(container.status(), Status::Stopped);
+        assert_eq!(container.observe_exit().await, Some(None));
+        assert_eq!(container.observe_exit().await, None);
     }
 }
