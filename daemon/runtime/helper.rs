@@ -30,7 +30,7 @@ pub struct InitConfig {
     /// How long the hooks the init runs may take.
     pub hook_timeouts: crate::hooks::HookTimeouts,
     /// linux.seccomp, compiled by berthd at create.
-    pub seccomp: Option<crate::init::seccomp::Program>,
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Progress reports, helper -> berthd.

@@ -16,6 +16,7 @@ pub mod process;
 pub mod quote;
 pub mod rdt;
 pub mod registry;
+pub mod seccomp;
 pub mod spec_support;
 pub mod state;
 pub mod state_dir;

@@ -3,7 +3,7 @@
 //! the container's init.
 use std::{fs, io};
 
-use crate::state::InitProcess;
+use serde::{Deserialize, Serialize};
 
 /// The two fields of `/proc/<pid>/stat` that identity and liveness need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +66,15 @@ pub fn boot_id() -> Option<&'static str> {
         return None;
     }
     Some(BOOT_ID.get_or_init(|| id.to_owned()))
+}
+
+/// The identity of a container's init: a pid alone can be reused, pid + start time cannot.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InitProcess {
+    pub pid: i32,
+    /// Field 22 of /proc/<pid>/stat, in clock ticks since boot.
+    pub start_time: u64,
 }
 
 impl InitProcess {

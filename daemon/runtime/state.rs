@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{IoContext, Result},
+    process::InitProcess,
     rdt::RdtGroup,
 };
 
@@ -67,15 +68,6 @@ pub struct ContainerState {
     /// cleared after; found set at load, the cgroup is thawed.
     #[serde(default)]
     pub frozen_to_kill: bool,
-}
-
-/// The identity of a container's init: a pid alone can be reused, pid + start time cannot.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct InitProcess {
-    pub pid: i32,
-    /// Field 22 of /proc/<pid>/stat, in clock ticks since boot.
-    pub start_time: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

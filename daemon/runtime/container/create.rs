@@ -27,12 +27,13 @@ use crate::{
     helper::{IdsMapped, InitConfig, Proceed, Report, INIT_ARG},
     hooks,
     id::ContainerId,
-    init::seccomp,
+    process::InitProcess,
     process::Pidfd,
     rdt,
     rdt::RdtGroup,
+    seccomp,
     spec_support::{self, invalid},
-    state::{ContainerState, InitProcess, SCHEMA_VERSION},
+    state::{ContainerState, SCHEMA_VERSION},
 };
 
 /// What the other registered containers hold, as a create's claim found it: an undone

@@ -363,9 +363,7 @@ impl Container {
 mod tests {
     use super::*;
     use crate::{
-        cgroups::fake::Fake,
-        process::ProcStat,
-        state::{InitProcess, SCHEMA_VERSION},
+        cgroups::fake::Fake, process::InitProcess, process::ProcStat, state::SCHEMA_VERSION,
     };
 
     /// A container whose recorded init is this test process, with `boot_id` recorded.

@@ -8,7 +8,6 @@ mod lsm;
 mod process;
 mod resolve;
 mod rootfs;
-pub(crate) mod seccomp;
 mod sysctl;
 mod tuning;
 

@@ -8,8 +8,11 @@ use std::{
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{Capability, LinuxCapabilities, Spec};
 
-use super::{resolve::open_in_root, seccomp};
-use crate::error::{Error, IoContext, Result};
+use super::resolve::open_in_root;
+use crate::{
+    error::{Error, IoContext, Result},
+    seccomp,
+};
 
 fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
