@@ -178,7 +178,9 @@ impl Daemon {
 
     /// Polls the health service (the daemon's own readiness signal) until SERVING.
     pub async fn wait_serving(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: under software emulation (tests/vm) on a busy host a start can take
+        // seconds, and a daemon that never serves fails just the same.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(ServingStatus::Serving) = self.health("").await {
                 return;
@@ -191,7 +193,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "berthd not serving after 20s:\n{}",
+                "berthd not serving after 60s:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
