@@ -54,11 +54,9 @@ while read -r name binary; do
     marker "BEGIN $name"
     start=$(date +%s)
     # --show-output: every passing test's output too, where run.sh looks for skip reasons.
-    # --report-time: each test's time, to see what a slow stage spent it on; libtest takes
-    # that unstable flag from a stable build when RUSTC_BOOTSTRAP is set.
     # shellcheck disable=SC2086 # the settings' test arguments are split on purpose
-    RUSTC_BOOTSTRAP=1 "$binary" --test-threads="$BERTH_VM_THREADS" --show-output \
-        -Z unstable-options --report-time $BERTH_VM_TEST_ARGS < /dev/null 2>&1
+    "$binary" --test-threads="$BERTH_VM_THREADS" --show-output $BERTH_VM_TEST_ARGS \
+        < /dev/null 2>&1
     code=$?
     marker "END $name exit=$code seconds=$(($(date +%s) - start))"
     if [ "$code" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
