@@ -18,6 +18,16 @@ pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// A bind mount, by its type or by its options, as runc tells one.
+pub fn is_bind(mount: &oci_spec::runtime::Mount) -> bool {
+    mount.typ().as_deref() == Some("bind")
+        || mount
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
 fn unsupported(field: &str) -> Error {
     Error::Unsupported {
         field: field.into(),

@@ -73,13 +73,10 @@ fn map_text(map: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
-/// Writes the process's uid and gid maps, each in one write as the kernel requires; on
-/// failure, the field whose map the kernel refused. `setgroups` stays "allow", as runc
-/// leaves it for a root runtime: the container's `additionalGids` need it.
-pub fn write_maps(pid: i32, spec: &Spec) -> Result<(), (&'static str, io::Error)> {
+/// The config's two mappings, each with its /proc file and its field's name.
+pub fn maps(spec: &Spec) -> [(&'static str, &'static str, Option<&Vec<LinuxIdMapping>>); 2] {
     let linux = spec.linux().as_ref();
-    let proc = Path::new("/proc").join(pid.to_string());
-    for (file, field, map) in [
+    [
         (
             "uid_map",
             "linux.uidMappings",
@@ -90,7 +87,15 @@ pub fn write_maps(pid: i32, spec: &Spec) -> Result<(), (&'static str, io::Error)
             "linux.gidMappings",
             linux.and_then(|l| l.gid_mappings().as_ref()),
         ),
-    ] {
+    ]
+}
+
+/// Writes the process's uid and gid maps, each in one write as the kernel requires; on
+/// failure, the field whose map the kernel refused. `setgroups` stays "allow", as runc
+/// leaves it for a root runtime: the container's `additionalGids` need it.
+pub fn write_maps(pid: i32, spec: &Spec) -> Result<(), (&'static str, io::Error)> {
+    let proc = Path::new("/proc").join(pid.to_string());
+    for (file, field, map) in maps(spec) {
         fs::write(
             proc.join(file),
             map_text(map.map(Vec::as_slice).unwrap_or_default()),

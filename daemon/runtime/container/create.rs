@@ -118,13 +118,7 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
     if let Some(mounts) = spec.mounts_mut() {
         for mount in mounts.iter_mut() {
             if let Some(source) = mount.source().clone().filter(|s| s.is_relative()) {
-                let is_bind = mount.typ().as_deref() == Some("bind")
-                    || mount
-                        .options()
-                        .iter()
-                        .flatten()
-                        .any(|o| o == "bind" || o == "rbind");
-                if is_bind {
+                if spec_support::is_bind(mount) {
                     mount.set_source(Some(dir.join(source)));
                 }
             }

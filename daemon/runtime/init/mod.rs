@@ -30,7 +30,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::{
     error::{IoContext, Result},
     helper::{Channel, IdsMapped, InitConfig, Proceed, Report},
-    hooks, userns,
+    hooks, spec_support, userns,
 };
 
 /// What the helper opens for the init while it is still the host's root: in a user
@@ -260,13 +260,11 @@ fn open_path(path: &std::path::Path, flags: OFlag) -> Result<OwnedFd> {
 fn hold_bind_sources(config: &mut InitConfig) -> Result<Vec<OwnedFd>> {
     let mut held = Vec::new();
     for mount in config.spec.mounts_mut().iter_mut().flatten() {
-        let is_bind = mount.typ().as_deref() == Some("bind")
-            || mount
-                .options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind");
-        let Some(source) = mount.source().clone().filter(|_| is_bind) else {
+        let Some(source) = mount
+            .source()
+            .clone()
+            .filter(|_| spec_support::is_bind(mount))
+        else {
             continue;
         };
         let fd = nix::fcntl::open(
@@ -284,19 +282,7 @@ fn hold_bind_sources(config: &mut InitConfig) -> Result<Vec<OwnedFd>> {
 /// A namespace joined by path with mappings in the config must have those mappings, as
 /// runc requires (containerd and CRI-O repeat them).
 fn check_joined_maps(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    for (file, field, map) in [
-        (
-            "uid_map",
-            "linux.uidMappings",
-            linux.and_then(|l| l.uid_mappings().as_ref()),
-        ),
-        (
-            "gid_map",
-            "linux.gidMappings",
-            linux.and_then(|l| l.gid_mappings().as_ref()),
-        ),
-    ] {
+    for (file, field, map) in userns::maps(spec) {
         let Some(map) = map else { continue };
         let path = format!("/proc/self/{file}");
         let actual = std::fs::read_to_string(&path).context(|| format!("read {path}"))?;
