@@ -138,6 +138,28 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Wait for the container's init to exit, and exit with its code: 128+N when signal N
+    /// ended it, 255 when berthd could not see how it ended (its parent was an earlier
+    /// berthd).
+    Wait { id: String },
+    /// List the pids of the container's processes (its whole cgroup tree).
+    Ps {
+        id: String,
+        /// Print a JSON array of pids, as `runc ps --format json` does.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a default config.json into the bundle directory, as `runc spec` does.
+    ///
+    /// The content is runc 1.1.5's, with one change: `process.terminal` is false where runc sets
+    /// it true, because berthd cannot give a container a terminal yet; with it false the
+    /// spec runs as written once the bundle has a rootfs. An existing config.json is never
+    /// overwritten.
+    Spec {
+        /// The bundle directory (default: the current directory).
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+    },
     /// Print lifecycle events as they happen, until interrupted.
     Events {
         /// Only this container's events.
@@ -174,6 +196,15 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
+        Command::Spec { bundle } => {
+            return match write_spec(bundle) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Man { dir } => {
             return match write_man_pages(dir) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -209,7 +240,7 @@ fn main() -> ExitCode {
         )));
     }
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("{}", status.message()),
@@ -229,7 +260,7 @@ async fn connect(target: &Target) -> anyhow::Result<ContainerServiceClient<Chann
     Ok(ContainerServiceClient::new(channel))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut client = connect(&cli.target).await?;
     match cli.command {
         Command::Create {
@@ -327,11 +358,137 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", event_line(&event, json));
             }
         }
-        Command::Health { .. } | Command::Completions { .. } | Command::Man { .. } => {
+        Command::Wait { id } => return wait(&mut client, id).await,
+        Command::Ps { id, json } => {
+            let pids = client
+                .list_processes(proto::ListProcessesRequest { id })
+                .await?
+                .into_inner()
+                .pids;
+            if json {
+                println!("{}", serde_json::to_string(&pids)?);
+            } else {
+                println!("PID");
+                for pid in pids {
+                    println!("{pid}");
+                }
+            }
+        }
+        Command::Health { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Spec { .. } => {
             unreachable!("handled before connecting")
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The init's exit code as this process's. berthd ends a call at its --rpc-timeout with
+/// CANCELLED; the exit is kept until delete, so asking again loses nothing.
+async fn wait(
+    client: &mut ContainerServiceClient<Channel>,
+    id: String,
+) -> anyhow::Result<ExitCode> {
+    loop {
+        let request = proto::WaitContainerRequest { id: id.clone() };
+        match client.wait_container(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let code = response.exit_status.map_or(255, |exit| exit.code);
+                if response.exit_unknown {
+                    eprintln!("berth: container {id} exited while berthd could not see it; its exit code is unknown");
+                }
+                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)));
+            }
+            Err(status) if status.code() == tonic::Code::Cancelled => continue,
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
+/// runc 1.1.5's default spec (see `berth spec --help` for the difference; ociVersion is the
+/// one berthd implements), written with
+/// O_EXCL so an existing config.json is never replaced, even by a racing writer.
+fn write_spec(bundle: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = bundle.join("config.json");
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("File {} exists. Remove it first", path.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
+    };
+    let text = serde_json::to_string_pretty(&default_spec())? + "\n";
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("write {}", path.display()))
+}
+
+fn default_spec() -> serde_json::Value {
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "network"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    // As runc: a cgroup namespace only where the unified hierarchy is the only one.
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm"
+            ],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "runc",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": namespaces,
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    })
 }
 
 /// berth(1) and berth-<command>(1) for each subcommand. berthd(8) is berthd's own

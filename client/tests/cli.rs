@@ -61,3 +61,41 @@ fn an_unreachable_daemon_gives_the_probe_exit_codes() {
     assert_eq!(list.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&list.stderr).contains("cannot connect"));
 }
+
+#[test]
+fn spec_writes_runcs_defaults_without_a_terminal_and_never_overwrites() {
+    let bundle = tempfile::tempdir().unwrap();
+    let spec = || {
+        Command::new(BERTH)
+            .args(["spec", "--bundle"])
+            .arg(bundle.path())
+            .output()
+            .unwrap()
+    };
+    let first = spec();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let path = bundle.path().join("config.json");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(config["process"]["terminal"], false);
+    assert_eq!(config["process"]["args"], serde_json::json!(["sh"]));
+    assert_eq!(
+        config["root"],
+        serde_json::json!({"path": "rootfs", "readonly": true})
+    );
+    assert_eq!(config["hostname"], "runc");
+
+    std::fs::write(&path, "edited").unwrap();
+    let second = spec();
+    assert_eq!(second.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains("config.json exists. Remove it first"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "edited");
+}

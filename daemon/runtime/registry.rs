@@ -10,17 +10,19 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{watch, OwnedMutexGuard};
 
 use crate::{
     cgroups,
-    container::{Container, CreateRequest, DeleteOutcome, Others, Record, Runtime, Snapshot},
+    container::{
+        Container, CreateRequest, DeleteOutcome, Others, Record, Runtime, Snapshot, Status,
+    },
     error::{Error, Result},
     events::{EventKind, Events},
     id::ContainerId,
     process::Pidfd,
     rdt::RdtGroup,
-    state::ContainerState,
+    state::{ContainerState, ExitRecord},
     state_dir::StateDir,
 };
 
@@ -42,6 +44,9 @@ struct SlotState {
     /// The RDT group the container joined, readable without its lease: a group berth made
     /// stays while any container records it.
     rdt: Mutex<Option<RdtGroup>>,
+    /// The init's exit once announced (with its status when known), for waiters, who hold
+    /// no lease: they outlive a delete of the container, which announces the exit it saw.
+    exits: watch::Sender<Option<Option<ExitRecord>>>,
 }
 
 impl SlotState {
@@ -59,7 +64,14 @@ impl SlotState {
             last_seen: Mutex::default(),
             cgroups: Mutex::new(cgroups),
             rdt: Mutex::new(rdt),
+            exits: watch::Sender::default(),
         }
+    }
+
+    /// Publishes the init's exit, and ends every wait on it.
+    fn announce_exit(&self, id: &ContainerId, exit: Option<ExitRecord>, events: &Events) {
+        events.publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());
+        self.exits.send_replace(Some(exit));
     }
 
     fn cgroups(&self) -> std::sync::MutexGuard<'_, cgroups::Plan> {
@@ -115,10 +127,10 @@ fn thaw_left_by_a_kill(
 
 /// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller
 /// holding the lease.
-async fn report_exit(container: &mut Container, events: &Events) {
+async fn report_exit(slot: &SlotState, container: &mut Container, events: &Events) {
     if let Some(exit) = container.observe_exit().await {
         tracing::info!(id = %container.id, ?exit, "container init exited");
-        events.publish(EventKind::Exited, container.id.as_str(), exit, Vec::new());
+        slot.announce_exit(&container.id, exit, events);
     }
 }
 
@@ -171,9 +183,7 @@ impl Registry {
             };
             if container.exited_while_away() {
                 // Seen at start-up, with no status: berthd was not there to reap it.
-                registry
-                    .events
-                    .publish(EventKind::Exited, container.id.as_str(), None, Vec::new());
+                slot.announce_exit(&container.id, None, &registry.events);
             }
             if let Some(init) = container.init.clone() {
                 registry.watch_exit(slot.clone(), init);
@@ -189,7 +199,7 @@ impl Registry {
         tokio::spawn(async move {
             init.exited().await;
             if let Some(container) = slot.container.lock().await.as_mut() {
-                report_exit(container, &events).await;
+                report_exit(&slot, container, &events).await;
             }
         });
     }
@@ -338,7 +348,7 @@ impl Registry {
     async fn lease_current(&self, id: &ContainerId) -> Lease<'_> {
         let mut lease = self.lease(id).await;
         if let Some(container) = lease.guard.as_mut() {
-            report_exit(container, &self.events).await;
+            report_exit(&lease.slot, container, &self.events).await;
             *lease.slot.last_seen() = Some(container.snapshot());
         }
         lease
@@ -350,7 +360,7 @@ impl Registry {
         match slot.container.try_lock() {
             Ok(mut guard) => {
                 let container = guard.as_mut()?;
-                report_exit(container, &self.events).await;
+                report_exit(slot, container, &self.events).await;
                 Some(container.snapshot())
             }
             Err(_) => slot.last_seen().clone(),
@@ -445,6 +455,46 @@ impl Registry {
         .await
     }
 
+    /// The init's exit, once it has happened: `None` inside when its status could not be
+    /// read. The lease is held only to look, never across the wait, so every other call on
+    /// the container (a delete included, which ends the wait) goes on meanwhile.
+    pub async fn wait(&self, id: &ContainerId) -> Result<Option<ExitRecord>> {
+        let mut exits = {
+            let lease = self.lease_current(id).await;
+            let container = lease
+                .guard
+                .as_ref()
+                .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+            if container.state().is_none() {
+                return Err(Error::IncorrectStatus {
+                    id: id.to_string(),
+                    action: "wait for",
+                    status: Status::Unknown,
+                });
+            }
+            if let Some(exit) = container.seen_exit() {
+                return Ok(exit);
+            }
+            // Subscribed under the lease: the exit can only be announced by a lease holder,
+            // so it cannot slip in between the look and the subscription.
+            lease.slot.exits.subscribe()
+        };
+        let exit = exits
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::NotFound { id: id.to_string() })?;
+        Ok(exit.clone().flatten())
+    }
+
+    /// The pids in the container's cgroup trees, ascending.
+    pub async fn processes(&self, id: &ContainerId) -> Result<Vec<i32>> {
+        let others = self.others_cgroups(id);
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
+            c.processes(others).await
+        })
+        .await
+    }
+
     pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {
         let others = self.others_cgroups(id);
         self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
@@ -495,16 +545,22 @@ impl Registry {
             Ok(outcome) => outcome,
             Err(error) => {
                 if let Some(exit) = container.take_unpublished_exit() {
-                    self.events
-                        .publish(EventKind::Exited, id.as_str(), exit, Vec::new());
+                    lease.slot.announce_exit(id, exit, &self.events);
                 }
                 return Err(error);
             }
         };
         if let Some(exit) = &outcome.exited {
-            self.events
-                .publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());
+            lease.slot.announce_exit(id, exit.clone(), &self.events);
         }
+        // A wait must end with the container, even on an exit nobody could read.
+        lease.slot.exits.send_if_modified(|exit| {
+            let unannounced = exit.is_none();
+            if unannounced {
+                *exit = Some(None);
+            }
+            unannounced
+        });
         *lease.guard = None;
         self.events.publish(
             EventKind::Deleted,

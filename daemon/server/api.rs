@@ -366,6 +366,54 @@ impl ContainerService for Api {
         Ok(Response::new(proto::ListContainersResponse { containers }))
     }
 
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn wait_container(
+        &self,
+        request: Request<proto::WaitContainerRequest>,
+    ) -> Result<Response<proto::WaitContainerResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        let mut shutdown = self.shutdown.clone();
+        // A graceful shutdown waits for calls in flight; a wait could outlast it forever.
+        let exit = tokio::select! {
+            exit = self.registry.wait(&id) => exit.map_err(failed("wait"))?,
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                return Err(Status::unavailable(format!(
+                    "berthd is shutting down; container {id} has not exited yet"
+                )));
+            }
+        };
+        let exit_unknown = exit.is_none();
+        let exit_status = exit.map_or(
+            // containerd's code for an exit whose status is lost.
+            proto::ExitStatus {
+                code: 255,
+                signal: 0,
+                exited_at: None,
+            },
+            exit_of,
+        );
+        Ok(Response::new(proto::WaitContainerResponse {
+            exit_status: Some(exit_status),
+            exit_unknown,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn list_processes(
+        &self,
+        request: Request<proto::ListProcessesRequest>,
+    ) -> Result<Response<proto::ListProcessesResponse>, Status> {
+        let id = parse_id(&request.get_ref().id)?;
+        let pids = self
+            .registry
+            .processes(&id)
+            .await
+            .map_err(failed("list processes"))?;
+        Ok(Response::new(proto::ListProcessesResponse {
+            pids: pids.into_iter().map(|pid| pid as u32).collect(),
+        }))
+    }
+
     type WatchEventsStream = EventStream;
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]

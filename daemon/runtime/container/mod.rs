@@ -4,6 +4,7 @@ mod create;
 mod delete;
 mod kill;
 mod pause;
+mod processes;
 mod start;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
