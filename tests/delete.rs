@@ -1660,19 +1660,8 @@ fn without_colours(log: &str) -> String {
 }
 
 /// The two lowest descriptor numbers process `pid` does not use: the next two it will get.
-fn next_two_fds(pid: i32) -> (u64, u64) {
-    let used: std::collections::BTreeSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+fn next_two_fds(pid: i32) -> (u32, u32) {
+    let used = open_fds(pid);
     let mut free = (0..).filter(|fd| !used.contains(fd));
     (free.next().unwrap(), free.next().unwrap())
 }
@@ -1730,7 +1719,7 @@ async fn pidfd_failure_at_load_falls_back_to_the_start_time_out_of_descriptors()
     lookups.wait_held(berthd).await;
     let (next, second) = next_two_fds(berthd);
     let lowered = LoweredNofile(berthd);
-    set_soft_nofile(berthd, Some(second));
+    set_soft_nofile(berthd, Some(second.into()));
     lookups.release();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !daemon.logs()[offset..].contains("registry loaded") {

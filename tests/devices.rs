@@ -122,18 +122,9 @@ async fn in_a_user_namespace_the_hosts_node_is_bound_and_the_allowlist_still_hol
     ] {
         let output = output_file(&out, id);
         let mut bundle = probing(allow);
-        for dir in ["proc", "dev", "sys"] {
-            std::fs::create_dir(bundle.path().join("rootfs").join(dir)).unwrap();
-        }
+        bundle.in_user_namespace(100000);
         let path = path.clone();
         bundle.edit(|c| {
-            let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-            c["linux"]["namespaces"]
-                .as_array_mut()
-                .unwrap()
-                .push(serde_json::json!({"type": "user"}));
-            c["linux"]["uidMappings"] = map.clone();
-            c["linux"]["gidMappings"] = map;
             c["linux"]["devices"][0]["path"] = path.clone().into();
             let script = c["process"]["args"][2]
                 .as_str()

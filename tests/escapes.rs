@@ -114,22 +114,6 @@ async fn a_relative_cwd_is_refused() {
     check_cwd(&daemon, "relative", &bundle).await;
 }
 
-/// The fds open in `pid`, read from the host.
-fn open_fds(pid: i32) -> BTreeSet<u32> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|entry| {
-            entry
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect()
-}
-
 /// The fd numbers a hook listed after printing `marker`.
 fn listed_after(output: &str, marker: &str) -> BTreeSet<u32> {
     output

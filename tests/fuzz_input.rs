@@ -1684,16 +1684,6 @@ async fn a_config_json_on_dev_zero_is_refused_without_reading_it() {
     );
 }
 
-/// Unmounts everything stacked on `self.0` (the test's own mount included) when dropped.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        // Stops with EINVAL once the path is no longer a mount point.
-        while nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
-    }
-}
-
 /// Found while checking why `any_config_document_is_refused_or_cleaned_up` sees no leaked
 /// mount: on this test host every mount is private, while on a systemd host `/` is shared.
 /// With `linux.rootfsPropagation` "shared" or "rshared", the init makes its copy of the
@@ -1707,27 +1697,10 @@ impl Drop for Unmount {
 /// it are detached at the end.
 #[tokio::test]
 async fn shared_rootfs_propagation_leaks_no_mount() {
-    use nix::mount::{mount, MsFlags};
     let daemon = Daemon::start().await;
     let mut bundle = Bundle::busybox(&["true"]);
     let rootfs = bundle.path().join("rootfs");
-    mount(
-        Some(&rootfs),
-        &rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .unwrap();
-    let _unmount = Unmount(rootfs.clone());
-    mount(
-        None::<&str>,
-        &rootfs,
-        None::<&str>,
-        MsFlags::MS_SHARED,
-        None::<&str>,
-    )
-    .unwrap();
+    let _unmount = share_rootfs(&bundle);
     bundle.edit(|config| config["linux"]["rootfsPropagation"] = "rshared".into());
     let under_rootfs = || host_mounts(&[&rootfs]);
     let before = under_rootfs();

@@ -3,7 +3,7 @@
 //! root.path, annotations. Each is read back from inside the container or from the host.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use serde_json::json;
@@ -19,15 +19,6 @@ fn host_mounts_under(dir: &Path) -> Vec<String> {
         .collect();
     mounts.sort();
     mounts
-}
-
-/// Detaches a mount the test made on the host, and whatever is stacked on it.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        while nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
-    }
 }
 
 /// Runs the bundle to its exit and returns its stdout; panics with its stderr unless it
@@ -63,7 +54,6 @@ fn root_propagation(mountinfo: &str) -> Vec<String> {
 /// mounted reaches the host.
 #[tokio::test]
 async fn every_rootfs_propagation_runs_and_sets_the_propagation_of_root() {
-    use nix::mount::{mount, MsFlags};
     let daemon = Daemon::start().await;
     for (value, expected) in [
         ("slave", &["master"][..]),
@@ -79,26 +69,9 @@ async fn every_rootfs_propagation_runs_and_sets_the_propagation_of_root() {
     ] {
         let id = if value.is_empty() { "default" } else { value };
         let mut bundle = Bundle::busybox(&["cat", "/proc/self/mountinfo", "/data/marker"]);
-        let rootfs = bundle.path().join("rootfs");
         std::fs::create_dir(bundle.path().join("data")).unwrap();
         std::fs::write(bundle.path().join("data/marker"), "bundle-relative\n").unwrap();
-        mount(
-            Some(&rootfs),
-            &rootfs,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
-        let _unmount = Unmount(rootfs.clone());
-        mount(
-            None::<&str>,
-            &rootfs,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .unwrap();
+        let _unmount = share_rootfs(&bundle);
         bundle.edit(|c| {
             c["linux"]["rootfsPropagation"] = value.into();
             c["root"]["path"] = "rootfs".into();

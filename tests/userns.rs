@@ -14,18 +14,8 @@ const HOST_ROOT: u32 = 100000;
 /// mount points exist already: the container's root could not make them.
 fn userns_bundle(args: &[&str]) -> Bundle {
     let mut bundle = Bundle::busybox(args);
-    for dir in ["proc", "dev", "sys", "data"] {
-        std::fs::create_dir(bundle.path().join("rootfs").join(dir)).unwrap();
-    }
-    bundle.edit(|c| {
-        let map = serde_json::json!([{"containerID": 0, "hostID": HOST_ROOT, "size": 65536}]);
-        c["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"type": "user"}));
-        c["linux"]["uidMappings"] = map.clone();
-        c["linux"]["gidMappings"] = map;
-    });
+    std::fs::create_dir(bundle.path().join("rootfs/data")).unwrap();
+    bundle.in_user_namespace(HOST_ROOT);
     bundle
 }
 

@@ -414,6 +414,24 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// Puts the container in a user namespace of its own whose root is `host_root` on the
+    /// host (65536 ids), and makes the mount points its root could not make in a rootfs
+    /// owned by the host's root.
+    pub fn in_user_namespace(&mut self, host_root: u32) {
+        for dir in ["proc", "dev", "sys"] {
+            std::fs::create_dir_all(self.path().join("rootfs").join(dir)).unwrap();
+        }
+        self.edit(|c| {
+            let map = serde_json::json!([{"containerID": 0, "hostID": host_root, "size": 65536}]);
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "user"}));
+            c["linux"]["uidMappings"] = map.clone();
+            c["linux"]["gidMappings"] = map;
+        });
+    }
+
     pub fn busybox(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
@@ -798,4 +816,55 @@ fn serve_stalled_lookups(device: &std::fs::File, state: &std::sync::Mutex<HeldLo
             _ => fuse_reply(device, unique, -libc::ENOSYS, &[]),
         }
     }
+}
+
+/// The fds open in `pid`, read from the host.
+pub fn open_fds(pid: i32) -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Detaches a mount the test made on the host, and whatever is stacked on it, when dropped.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        // Stops with EINVAL once the path is no longer a mount point.
+        while nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+}
+
+/// Makes the bundle's rootfs a shared mount point, as on a systemd host whose `/` is shared;
+/// undone when the guard drops.
+pub fn share_rootfs(bundle: &Bundle) -> Unmount {
+    use nix::mount::{mount, MsFlags};
+    let rootfs = bundle.path().join("rootfs");
+    mount(
+        Some(&rootfs),
+        &rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let guard = Unmount(rootfs.clone());
+    mount(
+        None::<&str>,
+        &rootfs,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    guard
 }
