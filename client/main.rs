@@ -283,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bundle: bundle.to_string_lossy().into_owned(),
                     stdout_path: path_text(stdout)?,
                     stderr_path: path_text(stderr)?,
+                    ..Default::default()
                 })
                 .await?;
         }
@@ -327,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::List { json, quiet } => {
             let containers = client
-                .list_containers(proto::ListContainersRequest {})
+                .list_containers(proto::ListContainersRequest::default())
                 .await?
                 .into_inner()
                 .containers;
@@ -351,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .watch_events(proto::WatchEventsRequest {
                     id: id.unwrap_or_default(),
                     types,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

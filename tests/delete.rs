@@ -819,6 +819,7 @@ async fn d18_subscribers_see_exited_then_deleted() {
         .watch_events(berth::proto::WatchEventsRequest {
             id: "watched".into(),
             types: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

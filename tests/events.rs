@@ -14,6 +14,7 @@ async fn subscribe(daemon: &Daemon, id: &str, types: Vec<EventType>) -> Streamin
         .watch_events(proto::WatchEventsRequest {
             id: id.into(),
             types: types.into_iter().map(i32::from).collect(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -29,7 +29,7 @@ async fn list_on_an_empty_root_is_empty() {
     let list = daemon
         .client()
         .await
-        .list_containers(proto::ListContainersRequest {})
+        .list_containers(proto::ListContainersRequest::default())
         .await
         .unwrap();
     assert!(list.into_inner().containers.is_empty());
@@ -212,6 +212,7 @@ async fn d1_invalid_ids_are_rejected_by_every_rpc_before_any_file_is_touched() {
                 .watch_events(proto::WatchEventsRequest {
                     id: id.clone(),
                     types: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err();
@@ -269,6 +270,7 @@ async fn d18_deleting_a_stopped_container_removes_its_state_and_emits_deleted() 
         .watch_events(proto::WatchEventsRequest {
             id: "old".into(),
             types: vec![],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -635,6 +635,7 @@ async fn bundle_case(daemon: &Daemon, id: &str, bundle: &str) -> TestCaseResult 
             bundle: bundle.into(),
             stdout_path: String::new(),
             stderr_path: String::new(),
+            ..Default::default()
         }),
     )
     .await?;
@@ -1554,6 +1555,7 @@ async fn oversized_input_gets_invalid_argument_not_a_transport_error() {
             bundle: format!("/{long}"),
             stdout_path: String::new(),
             stderr_path: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -1613,6 +1615,7 @@ async fn a_fifo_config_json_is_refused_without_hanging_the_daemon() {
                 bundle,
                 stdout_path: String::new(),
                 stderr_path: String::new(),
+                ..Default::default()
             };
             let mut client = proto::container_service_client::ContainerServiceClient::new(channel);
             tokio::time::timeout(Duration::from_secs(5), client.create_container(request)).await
@@ -1665,6 +1668,7 @@ async fn a_config_json_on_dev_zero_is_refused_without_reading_it() {
         bundle: bundle.path().to_str().unwrap().into(),
         stdout_path: String::new(),
         stderr_path: String::new(),
+        ..Default::default()
     });
     let answer = tokio::time::timeout(Duration::from_secs(30), call).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();

@@ -520,7 +520,7 @@ async fn a_plaintext_health_port_answers_probes_and_nothing_else() {
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
     let refused = proto::container_service_client::ContainerServiceClient::new(channel)
-        .list_containers(proto::ListContainersRequest {})
+        .list_containers(proto::ListContainersRequest::default())
         .await
         .unwrap_err();
     assert_eq!(

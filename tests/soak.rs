@@ -118,6 +118,7 @@ async fn run(
             bundle,
             stdout_path: String::new(),
             stderr_path: String::new(),
+            ..Default::default()
         })
         .await
         .map_err(|e| format!("create {id}: {:?} {}", e.code(), e.message()))?

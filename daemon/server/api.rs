@@ -168,6 +168,7 @@ fn container_of(s: Snapshot) -> proto::Container {
         created_at: s.created.map(Into::into),
         exit_status: s.exit.map(exit_of),
         status_reason: s.status_reason,
+        labels: Default::default(),
     }
 }
 
@@ -192,6 +193,7 @@ fn event_of(event: &events::Event) -> proto::Event {
         exit_status: event.exit.clone().map(exit_of),
         warnings: event.warnings.clone(),
         missed: 0,
+        ..Default::default()
     }
 }
 
@@ -411,6 +413,7 @@ impl ContainerService for Api {
             .map_err(failed("list processes"))?;
         Ok(Response::new(proto::ListProcessesResponse {
             pids: pids.into_iter().map(|pid| pid as u32).collect(),
+            execs: Vec::new(),
         }))
     }
 
@@ -461,6 +464,78 @@ impl ContainerService for Api {
         });
         let stream: Self::WatchEventsStream = Box::pin(ReceiverStream::new(rx));
         Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn exec_process(
+        &self,
+        request: Request<proto::ExecProcessRequest>,
+    ) -> Result<Response<proto::ExecProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("ExecProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn start_process(
+        &self,
+        request: Request<proto::StartProcessRequest>,
+    ) -> Result<Response<proto::StartProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("StartProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn kill_process(
+        &self,
+        request: Request<proto::KillProcessRequest>,
+    ) -> Result<Response<proto::KillProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("KillProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn wait_process(
+        &self,
+        request: Request<proto::WaitProcessRequest>,
+    ) -> Result<Response<proto::WaitProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("WaitProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn get_process(
+        &self,
+        request: Request<proto::GetProcessRequest>,
+    ) -> Result<Response<proto::GetProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("GetProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
+    async fn delete_process(
+        &self,
+        request: Request<proto::DeleteProcessRequest>,
+    ) -> Result<Response<proto::DeleteProcessResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("DeleteProcess"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn update_resources(
+        &self,
+        request: Request<proto::UpdateResourcesRequest>,
+    ) -> Result<Response<proto::UpdateResourcesResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("UpdateResources"))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn container_stats(
+        &self,
+        request: Request<proto::ContainerStatsRequest>,
+    ) -> Result<Response<proto::ContainerStatsResponse>, Status> {
+        let _ = request;
+        Err(Status::unimplemented("ContainerStats"))
     }
 }
 

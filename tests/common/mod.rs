@@ -240,6 +240,7 @@ impl Daemon {
                 bundle: bundle.path().to_str().unwrap().into(),
                 stdout_path: stdout.unwrap_or_default().into(),
                 stderr_path: stdout.unwrap_or_default().into(),
+                ..Default::default()
             })
             .await?;
         Ok(response.into_inner().container.unwrap())
@@ -281,7 +282,7 @@ impl Daemon {
     pub async fn list(&self) -> Vec<berth::proto::Container> {
         self.client()
             .await
-            .list_containers(berth::proto::ListContainersRequest {})
+            .list_containers(berth::proto::ListContainersRequest::default())
             .await
             .unwrap()
             .into_inner()
