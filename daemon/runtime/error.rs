@@ -91,6 +91,37 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("invalid exec ID format: {}", shorten(.0))]
+    InvalidExecId(String),
+
+    #[error("container {id} has no exec process {exec_id}")]
+    ExecNotFound { id: String, exec_id: String },
+
+    #[error("container {id} already has an exec process {exec_id}")]
+    ExecExists { id: String, exec_id: String },
+
+    /// An operation the exec process's state forbids; `action` reads as "cannot <action>".
+    #[error("cannot {action} exec process {exec_id} of container {id}: it {state}")]
+    ExecIncorrectState {
+        id: String,
+        exec_id: String,
+        action: &'static str,
+        state: &'static str,
+    },
+
+    #[error("container {id} keeps {limit} exec processes that have not exited; delete some before adding more")]
+    TooManyExecs { id: String, limit: usize },
+
+    /// The exec helper or the process it was becoming reported a failure.
+    #[error("container {id}: starting exec process {exec_id} failed: {message}")]
+    ExecFailed {
+        id: String,
+        exec_id: String,
+        message: String,
+        /// The cause is in the request (a missing executable, a bad cwd).
+        caller_error: bool,
+    },
+
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
 

@@ -19,6 +19,9 @@ pub enum EventKind {
     Exited,
     Deleted,
     Oom,
+    ExecAdded,
+    ExecStarted,
+    ExecExited,
 }
 
 #[derive(Clone, Debug)]
@@ -31,6 +34,10 @@ pub struct Event {
     pub exit: Option<ExitRecord>,
     /// For `Deleted`: what the delete warned about.
     pub warnings: Vec<String>,
+    /// For the exec kinds: the exec process.
+    pub exec_id: Option<String>,
+    /// For `ExecStarted` and `ExecExited`: the exec process's pid.
+    pub pid: Option<i32>,
 }
 
 pub struct Events {
@@ -55,17 +62,44 @@ impl Events {
         exit: Option<ExitRecord>,
         warnings: Vec<String>,
     ) {
-        let mut next = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner());
-        let event = Event {
-            sequence: *next,
+        self.send(Event {
+            sequence: 0,
             kind,
             id: id.to_owned(),
             at: SystemTime::now(),
             exit,
             warnings,
-        };
+            exec_id: None,
+            pid: None,
+        });
+    }
+
+    pub fn publish_exec(
+        &self,
+        kind: EventKind,
+        id: &str,
+        exec_id: &str,
+        pid: Option<i32>,
+        exit: Option<ExitRecord>,
+    ) {
+        self.send(Event {
+            sequence: 0,
+            kind,
+            id: id.to_owned(),
+            at: SystemTime::now(),
+            exit,
+            warnings: Vec::new(),
+            exec_id: Some(exec_id.to_owned()),
+            pid,
+        });
+    }
+
+    /// Numbers the event and sends it.
+    fn send(&self, mut event: Event) {
+        let mut next = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner());
+        event.sequence = *next;
         *next += 1;
-        tracing::debug!(sequence = event.sequence, ?kind, id, "event");
+        tracing::debug!(sequence = event.sequence, kind = ?event.kind, id = event.id, "event");
         // No subscriber is not an error: events are not stored.
         let _ = self.sender.send(Arc::new(event));
     }

@@ -17,7 +17,17 @@ use serde::{Deserialize, Serialize};
 /// its end of the socket.
 pub const INIT_ARG: &str = "init";
 
-/// What berthd sends the helper once it sits in the container's cgroups.
+/// berthd's first message to the helper, once the helper sits in the container's cgroups:
+/// what to make.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Task {
+    /// A new container's init.
+    Create(Box<InitConfig>),
+    /// A process in a container that exists.
+    Exec(ExecConfig),
+}
+
+/// A new container's init.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitConfig {
     pub spec: oci_spec::runtime::Spec,
@@ -33,15 +43,29 @@ pub struct InitConfig {
     pub seccomp: Option<crate::seccomp::Program>,
 }
 
+/// An exec process: it joins every namespace of the container's init.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The container's init. Its start time is checked after its namespaces are opened, so
+    /// a pid reused by another process cannot lend its namespaces.
+    pub init: crate::process::InitProcess,
+    pub process: oci_spec::runtime::Process,
+    /// The container's linux.seccomp, as compiled at create.
+    pub seccomp: Option<crate::seccomp::Program>,
+    /// With process.terminal: where the terminal's master goes.
+    pub console_socket: Option<PathBuf>,
+}
+
 /// Progress reports, helper -> berthd.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Report {
     /// The helper created the container's user namespace and waits, for IdsMapped, until
     /// berthd (root on the host, as the maps require) has written its uid and gid maps.
     UserNamespace,
-    /// The container's init exists, with this pid in berthd's PID namespace and this start
-    /// time (read by the helper while it is still the init's parent, so the pid cannot
-    /// have been reused).
+    /// The container's init (or the exec process) exists, with this pid in berthd's PID
+    /// namespace and this start time (read by the helper while it is still its parent, so
+    /// the pid cannot have been reused). An exec process goes on at once: berthd learns it
+    /// has executed when the socket closes without a `Failed`.
     InitPid { pid: i32, start_time: u64 },
     /// Mounts are in place, pivot_root is not done: time for the runtime-namespace hooks.
     Mounted,

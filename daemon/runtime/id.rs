@@ -9,12 +9,15 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerId(String);
 
+/// runc's rule for ids; exec ids follow it too, so either can name a file.
+fn is_valid(raw: &str) -> bool {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.');
+    (1..=255).contains(&raw.len()) && raw.bytes().all(allowed) && raw != "." && raw != ".."
+}
+
 impl ContainerId {
     pub fn parse(raw: &str) -> Result<Self> {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.');
-        let valid =
-            (1..=255).contains(&raw.len()) && raw.bytes().all(allowed) && raw != "." && raw != "..";
-        if valid {
+        if is_valid(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(Error::InvalidId(raw.to_owned()))
@@ -23,6 +26,30 @@ impl ContainerId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// An exec process's id within its container, under the same rule as a container id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExecId(String);
+
+impl ExecId {
+    pub fn parse(raw: &str) -> Result<Self> {
+        if is_valid(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidExecId(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

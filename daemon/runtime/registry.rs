@@ -15,11 +15,12 @@ use tokio::sync::{watch, OwnedMutexGuard};
 use crate::{
     cgroups,
     container::{
-        Container, CreateRequest, DeleteOutcome, Others, Record, Runtime, Snapshot, Status,
+        Container, CreateRequest, DeleteOutcome, ExecRequest, ExecSnapshot, ExecState, Others,
+        Record, Runtime, Snapshot, Started, Status,
     },
     error::{Error, Result},
     events::{EventKind, Events},
-    id::ContainerId,
+    id::{ContainerId, ExecId},
     process::Pidfd,
     rdt::RdtGroup,
     state::{ContainerState, ExitRecord},
@@ -47,6 +48,8 @@ struct SlotState {
     /// The init's exit once announced (with its status when known), for waiters, who hold
     /// no lease: they outlive a delete of the container, which announces the exit it saw.
     exits: watch::Sender<Option<Option<ExitRecord>>>,
+    /// The exits of exec processes announced so far, by exec id, for waiters likewise.
+    exec_exits: watch::Sender<BTreeMap<String, Option<ExitRecord>>>,
 }
 
 impl SlotState {
@@ -65,6 +68,7 @@ impl SlotState {
             cgroups: Mutex::new(cgroups),
             rdt: Mutex::new(rdt),
             exits: watch::Sender::default(),
+            exec_exits: watch::Sender::default(),
         }
     }
 
@@ -189,8 +193,38 @@ impl Registry {
                 registry.watch_exit(slot.clone(), init);
                 registry.watch_oom(container);
             }
+            for started in container.adopt_execs() {
+                registry.watch_exec(slot.clone(), &container.id, started);
+            }
         }
         Ok(registry)
+    }
+
+    /// Records and announces an exec process's exit. The container may be gone by then
+    /// (a delete kills its exec processes): the exit is announced all the same, so waits
+    /// end with it.
+    fn watch_exec(&self, slot: Slot, id: &ContainerId, started: Started) {
+        let (events, id) = (self.events.clone(), id.clone());
+        tokio::spawn(async move {
+            let (exec_id, pid) = (started.exec_id.clone(), started.process.pid);
+            let exit = started.exited().await;
+            tracing::info!(id = %id, exec_id, pid, ?exit, "exec process exited");
+            if let Some(container) = slot.container.lock().await.as_mut() {
+                if let Err(e) = container.record_exec_exit(&exec_id, exit.clone()).await {
+                    tracing::warn!(id = %id, exec_id, error = %e, "cannot record the exit of an exec process");
+                }
+            }
+            events.publish_exec(
+                EventKind::ExecExited,
+                id.as_str(),
+                &exec_id,
+                Some(pid),
+                exit.clone(),
+            );
+            slot.exec_exits.send_modify(|exits| {
+                exits.insert(exec_id, exit);
+            });
+        });
     }
 
     /// Reports the init's exit the moment it happens, unless a lease holder saw it first.
@@ -486,13 +520,127 @@ impl Registry {
         Ok(exit.clone().flatten())
     }
 
-    /// The pids in the container's cgroup trees, ascending.
-    pub async fn processes(&self, id: &ContainerId) -> Result<Vec<i32>> {
+    /// The pids in the container's cgroup trees, ascending, and its exec processes.
+    pub async fn processes(&self, id: &ContainerId) -> Result<(Vec<i32>, Vec<ExecSnapshot>)> {
         let others = self.others_cgroups(id);
         self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
-            c.processes(others).await
+            Ok((c.processes(others).await?, c.exec_snapshots()))
         })
         .await
+    }
+
+    /// Records an exec process and, with `start`, runs it: its pid then.
+    pub async fn exec(
+        &self,
+        id: &ContainerId,
+        request: ExecRequest,
+        start: bool,
+    ) -> Result<Option<i32>> {
+        let exec_id = request.exec_id.clone();
+        let mut lease = self.lease_current(id).await;
+        let container = lease
+            .guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        container.add_exec(request).await?;
+        self.events.publish_exec(
+            EventKind::ExecAdded,
+            id.as_str(),
+            exec_id.as_str(),
+            None,
+            None,
+        );
+        if !start {
+            return Ok(None);
+        }
+        self.start_exec_leased(&mut lease, &exec_id).await.map(Some)
+    }
+
+    /// Runs an exec process recorded without starting it.
+    pub async fn start_exec(&self, id: &ContainerId, exec_id: &ExecId) -> Result<i32> {
+        let mut lease = self.lease_current(id).await;
+        self.start_exec_leased(&mut lease, exec_id).await
+    }
+
+    async fn start_exec_leased(&self, lease: &mut Lease<'_>, exec_id: &ExecId) -> Result<i32> {
+        let id = lease.id.clone();
+        let container = lease
+            .guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let (started, outcome) = container.start_exec(&self.runtime, exec_id).await;
+        if let Some(started) = started {
+            // Announced before its exit can be, which needs this lease.
+            if let Ok(pid) = outcome {
+                self.events.publish_exec(
+                    EventKind::ExecStarted,
+                    id.as_str(),
+                    exec_id.as_str(),
+                    Some(pid),
+                    None,
+                );
+            }
+            self.watch_exec(lease.slot.clone(), &id, started);
+        }
+        outcome
+    }
+
+    pub async fn kill_exec(&self, id: &ContainerId, exec_id: &ExecId, signal: u32) -> Result<()> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
+            c.kill_exec(exec_id, signal)
+        })
+        .await
+    }
+
+    pub async fn get_exec(&self, id: &ContainerId, exec_id: &ExecId) -> Result<ExecSnapshot> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
+            c.exec_snapshot(exec_id)
+        })
+        .await
+    }
+
+    pub async fn delete_exec(&self, id: &ContainerId, exec_id: &ExecId) -> Result<ExecSnapshot> {
+        let mut lease = self.lease_current(id).await;
+        let container = lease
+            .guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let snapshot = container.delete_exec(exec_id).await?;
+        lease.slot.exec_exits.send_modify(|exits| {
+            exits.remove(exec_id.as_str());
+        });
+        Ok(snapshot)
+    }
+
+    /// An exec process's exit once it has happened: `None` inside when its status could
+    /// not be read. As `wait`, it holds the lease only to look.
+    pub async fn wait_exec(
+        &self,
+        id: &ContainerId,
+        exec_id: &ExecId,
+    ) -> Result<Option<ExitRecord>> {
+        let mut exits = {
+            let lease = self.lease_current(id).await;
+            let container = lease
+                .guard
+                .as_ref()
+                .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+            let snapshot = container.exec_snapshot(exec_id)?;
+            if snapshot.state == ExecState::Stopped {
+                return Ok(snapshot.exit);
+            }
+            // Subscribed under the lease, which recording an exit needs: it cannot slip in
+            // between the look and the subscription.
+            lease.slot.exec_exits.subscribe()
+        };
+        let exits = exits
+            .wait_for(|exits| exits.contains_key(exec_id.as_str()))
+            .await
+            .map_err(|_| Error::ExecNotFound {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })?;
+        Ok(exits.get(exec_id.as_str()).cloned().flatten())
     }
 
     pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {

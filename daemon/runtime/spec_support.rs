@@ -227,6 +227,22 @@ fn check_security_labels(process: &Process, linux: &Linux, host: HostLsm) -> Res
     Ok(())
 }
 
+/// An exec process's own checks: those of config.json's process that do not depend on the
+/// rest of the config.
+pub(crate) fn check_exec_process(process: &Process) -> Result<()> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(refused("process.args", "is empty"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(refused(
+            "process.cwd",
+            format!("{} is not an absolute path", process.cwd().display()),
+        ));
+    }
+    check_process_tuning(process)?;
+    check_security_labels(process, &Linux::default(), HostLsm::get())
+}
+
 /// ioPriority and scheduler values the kernel would refuse, caught before anything exists
 /// (the checks runc makes, plus the kernel's own ranges).
 fn check_process_tuning(process: &Process) -> Result<()> {

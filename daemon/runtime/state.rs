@@ -68,6 +68,51 @@ pub struct ContainerState {
     /// cleared after; found set at load, the cgroup is thawed.
     #[serde(default)]
     pub frozen_to_kill: bool,
+    /// The exec processes berthd keeps a record of, by exec id: at most
+    /// `exec::MAX_RECORDS`, the oldest exited ones making room for new ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub execs: BTreeMap<String, ExecRecord>,
+}
+
+/// One exec process: what StartProcess needs to run it, and what became of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecRecord {
+    pub process: oci_spec::runtime::Process,
+    #[serde(default)]
+    pub stdio: Stdio,
+    #[serde(with = "rfc3339")]
+    pub added: SystemTime,
+    /// Set once it runs.
+    #[serde(default)]
+    pub started: Option<InitProcess>,
+    /// How it ended, when berthd reaped it.
+    #[serde(default)]
+    pub exit: Option<ExitRecord>,
+    /// It ended where berthd could not read its status (berthd was down).
+    #[serde(default)]
+    pub exit_unknown: bool,
+}
+
+impl ExecRecord {
+    pub fn has_exited(&self) -> bool {
+        self.exit.is_some() || self.exit_unknown
+    }
+}
+
+/// Where a process's standard streams come from and go to, and its terminal; berthd opens
+/// them when the process starts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Stdio {
+    #[serde(default)]
+    pub stdin: Option<PathBuf>,
+    #[serde(default)]
+    pub stdout: Option<PathBuf>,
+    #[serde(default)]
+    pub stderr: Option<PathBuf>,
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,29 +169,35 @@ impl ContainerState {
         Ok(Some(state))
     }
 
-    /// Replaces the file at `path` atomically: temp file, fsync, rename, fsync of the
-    /// directory (without the last step the rename itself may not survive a power cut).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(path.file_name().unwrap_or_default());
-        tmp_name.push(".tmp");
-        let tmp = dir.join(tmp_name);
-        let json = serde_json::to_vec_pretty(self).expect("state serializes");
-        let write = || -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            fs::rename(&tmp, path)?;
-            File::open(dir)?.sync_all()
-        };
-        write().context(|| format!("write {}", path.display()))
+        write_atomically(
+            path,
+            &serde_json::to_vec_pretty(self).expect("state serializes"),
+        )
     }
+}
+
+/// Replaces the file at `path` atomically: temp file, fsync, rename, fsync of the
+/// directory (without the last step the rename itself may not survive a power cut).
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().context(|| format!("write {}", path.display()))
 }
 
 /// RFC 3339 timestamps, as runc writes them, so state files read well by hand.
@@ -188,6 +239,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            execs: BTreeMap::new(),
         }
     }
 

@@ -25,6 +25,9 @@ use crate::{
 pub const TOMBSTONES: &str = "~deleting";
 const STATE_FILE: &str = "state.json";
 const EXEC_FIFO: &str = "exec.fifo";
+/// The container's compiled linux.seccomp, for its exec processes: apart from state.json,
+/// which is rewritten at every exec and exit, since a profile runs to tens of kilobytes.
+const SECCOMP_FILE: &str = "seccomp.json";
 
 #[derive(Clone, Debug)]
 pub struct StateRoot {
@@ -117,6 +120,24 @@ impl StateDir {
 
     pub fn save(&self, state: &ContainerState) -> Result<()> {
         state.save(&self.state_file())
+    }
+
+    pub fn save_seccomp(&self, program: &crate::seccomp::Program) -> Result<()> {
+        let json = serde_json::to_vec(program).expect("programs serialize");
+        crate::state::write_atomically(&self.path.join(SECCOMP_FILE), &json)
+    }
+
+    /// `None` when the container has no filter.
+    pub fn load_seccomp(&self) -> Result<Option<crate::seccomp::Program>> {
+        let path = self.path.join(SECCOMP_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other)
+                .context(|| format!("parse {}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context(|| format!("read {}", path.display())),
+        }
     }
 
     pub fn exec_fifo(&self) -> PathBuf {

@@ -8,14 +8,14 @@ use tonic::{Code, Request, Response, Status};
 
 use berth_runtime::{
     cgroups::{devices::DeviceError, CgroupError},
-    container::{self, CreateRequest, Snapshot},
+    container::{self, CreateRequest, ExecRequest, ExecSnapshot, ExecState, Snapshot},
     error::Error,
     events::{self, EventKind},
     hooks::HookError,
-    id::ContainerId,
+    id::{ContainerId, ExecId},
     rdt::RdtError,
     registry::Registry,
-    state::ExitRecord,
+    state::{ExitRecord, Stdio},
 };
 
 use crate::{
@@ -68,6 +68,24 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A wait, given up when berthd shuts down: a graceful shutdown waits for calls in
+    /// flight, and a wait could outlast it forever.
+    async fn until_shutdown<T>(
+        &self,
+        id: &ContainerId,
+        wait: impl std::future::Future<Output = T>,
+    ) -> Result<T, Status> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            outcome = wait => Ok(outcome),
+            _ = shutdown.wait_for(|stopping| *stopping) => Err(Status::unavailable(format!(
+                "berthd is shutting down; the process waited for in container {id} has not exited yet"
+            ))),
+        }
+    }
+}
+
 /// The single place where library errors become gRPC statuses.
 fn to_status(error: Error) -> Status {
     Status::new(code_of(&error), error.to_string())
@@ -76,6 +94,10 @@ fn to_status(error: Error) -> Status {
 fn code_of(error: &Error) -> Code {
     match error {
         Error::InvalidId(_)
+        | Error::InvalidExecId(_)
+        | Error::ExecFailed {
+            caller_error: true, ..
+        }
         | Error::InvalidBundle { .. }
         | Error::Unsupported { .. }
         | Error::InvalidConfig { .. }
@@ -85,9 +107,13 @@ fn code_of(error: &Error) -> Code {
         }
         | Error::Rdt(RdtError::InvalidClosId { .. })
         | Error::Hook(HookError::InvalidTimeout { .. }) => Code::InvalidArgument,
-        Error::NotFound { .. } | Error::BundleNotFound { .. } => Code::NotFound,
-        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::NotFound { .. } | Error::BundleNotFound { .. } | Error::ExecNotFound { .. } => {
+            Code::NotFound
+        }
+        Error::AlreadyExists { .. } | Error::ExecExists { .. } => Code::AlreadyExists,
+        Error::TooManyExecs { .. } => Code::ResourceExhausted,
         Error::IncorrectStatus { .. }
+        | Error::ExecIncorrectState { .. }
         | Error::NotStopped { .. }
         | Error::Unavailable { .. }
         | Error::CgroupTaken { .. }
@@ -109,7 +135,8 @@ fn code_of(error: &Error) -> Code {
         | Error::Rdt(RdtError::Io { .. })
         | Error::Hook(HookError::Failed { .. })
         | Error::Destroy { .. }
-        | Error::InitFailed { .. } => Code::Internal,
+        | Error::InitFailed { .. }
+        | Error::ExecFailed { .. } => Code::Internal,
     }
 }
 
@@ -158,6 +185,59 @@ fn exit_of(exit: ExitRecord) -> proto::ExitStatus {
     }
 }
 
+/// An exit as waits answer it: containerd's 255 when its status was lost.
+fn exit_or_unknown(exit: Option<ExitRecord>) -> (proto::ExitStatus, bool) {
+    match exit {
+        Some(exit) => (exit_of(exit), false),
+        None => (
+            proto::ExitStatus {
+                code: 255,
+                signal: 0,
+                exited_at: None,
+            },
+            true,
+        ),
+    }
+}
+
+fn process_of(snapshot: ExecSnapshot) -> proto::Process {
+    let status = match snapshot.state {
+        ExecState::Created => proto::ProcessStatus::Created,
+        ExecState::Running => proto::ProcessStatus::Running,
+        ExecState::Stopped => proto::ProcessStatus::Stopped,
+    };
+    let stopped = snapshot.state == ExecState::Stopped;
+    let (exit_status, exit_unknown) = match stopped {
+        true => {
+            let (exit, unknown) = exit_or_unknown(snapshot.exit);
+            (Some(exit), unknown)
+        }
+        false => (None, false),
+    };
+    proto::Process {
+        exec_id: snapshot.exec_id,
+        status: status.into(),
+        pid: snapshot.pid.map_or(0, |pid| pid as u32),
+        exit_status,
+        exit_unknown,
+    }
+}
+
+fn parse_exec_id(raw: &str) -> Result<ExecId, Status> {
+    ExecId::parse(raw).map_err(to_status)
+}
+
+/// A path as the API gives it: empty for none, bounded.
+fn optional_path(what: &str, path: String) -> Result<Option<std::path::PathBuf>, Status> {
+    if path.len() > MAX_PATH {
+        return Err(Status::invalid_argument(format!(
+            "{what} {} is longer than {MAX_PATH} bytes",
+            berth_runtime::quote::shorten(&path)
+        )));
+    }
+    Ok((!path.is_empty()).then(|| std::path::PathBuf::from(path)))
+}
+
 fn container_of(s: Snapshot) -> proto::Container {
     proto::Container {
         id: s.id,
@@ -181,6 +261,9 @@ fn event_type_of(kind: EventKind) -> proto::EventType {
         EventKind::Exited => proto::EventType::Exited,
         EventKind::Deleted => proto::EventType::Deleted,
         EventKind::Oom => proto::EventType::Oom,
+        EventKind::ExecAdded => proto::EventType::ExecAdded,
+        EventKind::ExecStarted => proto::EventType::ExecStarted,
+        EventKind::ExecExited => proto::EventType::ExecExited,
     }
 }
 
@@ -193,6 +276,8 @@ fn event_of(event: &events::Event) -> proto::Event {
         exit_status: event.exit.clone().map(exit_of),
         warnings: event.warnings.clone(),
         missed: 0,
+        exec_id: event.exec_id.clone().unwrap_or_default(),
+        pid: event.pid.map_or(0, |pid| pid as u32),
         ..Default::default()
     }
 }
@@ -374,26 +459,11 @@ impl ContainerService for Api {
         request: Request<proto::WaitContainerRequest>,
     ) -> Result<Response<proto::WaitContainerResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        let mut shutdown = self.shutdown.clone();
-        // A graceful shutdown waits for calls in flight; a wait could outlast it forever.
-        let exit = tokio::select! {
-            exit = self.registry.wait(&id) => exit.map_err(failed("wait"))?,
-            _ = shutdown.wait_for(|stopping| *stopping) => {
-                return Err(Status::unavailable(format!(
-                    "berthd is shutting down; container {id} has not exited yet"
-                )));
-            }
-        };
-        let exit_unknown = exit.is_none();
-        let exit_status = exit.map_or(
-            // containerd's code for an exit whose status is lost.
-            proto::ExitStatus {
-                code: 255,
-                signal: 0,
-                exited_at: None,
-            },
-            exit_of,
-        );
+        let exit = self
+            .until_shutdown(&id, self.registry.wait(&id))
+            .await?
+            .map_err(failed("wait"))?;
+        let (exit_status, exit_unknown) = exit_or_unknown(exit);
         Ok(Response::new(proto::WaitContainerResponse {
             exit_status: Some(exit_status),
             exit_unknown,
@@ -406,14 +476,14 @@ impl ContainerService for Api {
         request: Request<proto::ListProcessesRequest>,
     ) -> Result<Response<proto::ListProcessesResponse>, Status> {
         let id = parse_id(&request.get_ref().id)?;
-        let pids = self
+        let (pids, execs) = self
             .registry
             .processes(&id)
             .await
             .map_err(failed("list processes"))?;
         Ok(Response::new(proto::ListProcessesResponse {
             pids: pids.into_iter().map(|pid| pid as u32).collect(),
-            execs: Vec::new(),
+            execs: execs.into_iter().map(process_of).collect(),
         }))
     }
 
@@ -471,8 +541,32 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::ExecProcessRequest>,
     ) -> Result<Response<proto::ExecProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("ExecProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        let process = serde_json::from_slice(&request.process).map_err(|e| {
+            Status::invalid_argument(format!("process is not an OCI process object: {e}"))
+        })?;
+        let stdio = Stdio {
+            stdin: optional_path("stdin_path", request.stdin_path)?,
+            stdout: optional_path("stdout_path", request.stdout_path)?,
+            stderr: optional_path("stderr_path", request.stderr_path)?,
+            console_socket: optional_path("console_socket", request.console_socket)?,
+        };
+        let exec = ExecRequest {
+            exec_id,
+            process,
+            stdio,
+        };
+        let start = request.start;
+        let pid = self
+            .complete("exec", id, async move |registry, id| {
+                registry.exec(&id, exec, start).await
+            })
+            .await?;
+        Ok(Response::new(proto::ExecProcessResponse {
+            pid: pid.map_or(0, |pid| pid as u32),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
@@ -480,8 +574,17 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::StartProcessRequest>,
     ) -> Result<Response<proto::StartProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("StartProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        let pid = self
+            .complete("start of an exec process", id, async move |registry, id| {
+                registry.start_exec(&id, &exec_id).await
+            })
+            .await?;
+        Ok(Response::new(proto::StartProcessResponse {
+            pid: pid as u32,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
@@ -489,8 +592,14 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::KillProcessRequest>,
     ) -> Result<Response<proto::KillProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("KillProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        self.registry
+            .kill_exec(&id, &exec_id, request.signal)
+            .await
+            .map_err(failed("kill of an exec process"))?;
+        Ok(Response::new(proto::KillProcessResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
@@ -498,8 +607,18 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::WaitProcessRequest>,
     ) -> Result<Response<proto::WaitProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("WaitProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        let exit = self
+            .until_shutdown(&id, self.registry.wait_exec(&id, &exec_id))
+            .await?
+            .map_err(failed("wait for an exec process"))?;
+        let (exit_status, exit_unknown) = exit_or_unknown(exit);
+        Ok(Response::new(proto::WaitProcessResponse {
+            exit_status: Some(exit_status),
+            exit_unknown,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
@@ -507,8 +626,17 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::GetProcessRequest>,
     ) -> Result<Response<proto::GetProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("GetProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        let snapshot = self
+            .registry
+            .get_exec(&id, &exec_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::GetProcessResponse {
+            process: Some(process_of(snapshot)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, exec_id = %request.get_ref().exec_id))]
@@ -516,8 +644,19 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::DeleteProcessRequest>,
     ) -> Result<Response<proto::DeleteProcessResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("DeleteProcess"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let exec_id = parse_exec_id(&request.exec_id)?;
+        let snapshot = self
+            .complete(
+                "delete of an exec process",
+                id,
+                async move |registry, id| registry.delete_exec(&id, &exec_id).await,
+            )
+            .await?;
+        Ok(Response::new(proto::DeleteProcessResponse {
+            process: Some(process_of(snapshot)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]

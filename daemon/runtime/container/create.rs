@@ -24,7 +24,7 @@ use crate::{
     container::{Container, Record, Runtime},
     error::{Error, IoContext, OnContainer, Result},
     fault,
-    helper::{IdsMapped, InitConfig, Proceed, Report, INIT_ARG},
+    helper::{IdsMapped, InitConfig, Proceed, Report, Task, INIT_ARG},
     hooks,
     id::ContainerId,
     process::InitProcess,
@@ -187,7 +187,7 @@ fn shares_pid_namespace(spec: &Spec) -> bool {
         .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
 }
 
-fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
+pub(super) fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
     match path {
         None => Ok(Stdio::null()),
         Some(path) if !path.is_absolute() => {
@@ -327,6 +327,7 @@ impl Container {
             rdt,
             hooks: bundle.spec.hooks().clone(),
             frozen_to_kill: false,
+            execs: Default::default(),
         };
         let (made, saved) = (dir.clone(), state.clone());
         blocking::run(move || {
@@ -366,7 +367,12 @@ impl Container {
             .expect("a new container's record is valid")
             .clone();
         let (dir, owner) = (self.dir.clone(), crate::userns::host_root(&bundle.spec));
-        blocking::run(move || dir.make_exec_fifo(owner)).await?;
+        let seccomp = bundle.seccomp.clone();
+        blocking::run(move || {
+            dir.make_exec_fifo(owner)?;
+            seccomp.map_or(Ok(()), |program| dir.save_seccomp(&program))
+        })
+        .await?;
 
         let plan = cgroups::Plan {
             dirs: state.cgroup_dirs.clone(),
@@ -387,47 +393,18 @@ impl Container {
             blocking::run(move || rdt::create(&group, &rdt)).await?;
         }
 
-        let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().context(|| "socketpair".into())?;
-        let mut command = Command::new(runtime.init_binary.path());
-        command
-            .arg0("berthd")
-            .arg(INIT_ARG)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        // The helper's end of the socket is its only inherited fd beyond stdio; its number
-        // travels as an argument, so no code has to run between fork and exec.
-        command.arg(theirs.as_raw_fd().to_string());
-        let (helper, _helper_exit) = runtime
-            .reaper
-            .spawn_inheriting(&mut command, theirs.as_fd())
-            .context(|| "start the init helper".into())?;
-        drop(theirs);
-        let helper_pid = helper.id() as i32;
-        // The helper forks the init, which inherits these: it is born in its cgroups.
-        self.with_cgroups(move |cgroups, dirs| cgroups.add_process(dirs, helper_pid))
+        let (helper_pid, mut channel) = self
+            .spawn_helper(runtime, Stdio::null(), stdout, stderr, None)
             .await?;
-        if let Some(group) = state.rdt.clone() {
-            blocking::run(move || rdt::assign(&group, helper_pid)).await?;
-        }
-
-        ours.set_nonblocking(true).context(|| "socket".into())?;
-        let stream = UnixStream::from_std(ours).context(|| "socket".into())?;
-        let mut channel = HelperChannel {
-            id: self.id.to_string(),
-            reader: BufReader::new(stream),
-        };
         channel
-            .send(&InitConfig {
+            .send(&Task::Create(Box::new(InitConfig {
                 spec: bundle.spec.clone(),
                 rootfs: bundle.rootfs.clone(),
                 exec_fifo: self.dir.exec_fifo(),
                 cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
                 hook_timeouts: runtime.hook_timeouts,
                 seccomp: bundle.seccomp.clone(),
-            })
+            })))
             .await?;
 
         let mut report = channel.receive("the init's pid").await?;
@@ -493,6 +470,58 @@ impl Container {
         }
     }
 
+    /// Starts the helper (`berthd init`) from the sealed copy of berthd, with these stdio
+    /// and its end of a socket as its only other fd, in the container's cgroups and RDT
+    /// group (so whatever it forks is born there). `exec_id` names the exec process it will
+    /// make, if that is its task.
+    pub(super) async fn spawn_helper(
+        &self,
+        runtime: &Runtime,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+        exec_id: Option<&str>,
+    ) -> Result<(i32, HelperChannel)> {
+        let state = self
+            .state()
+            .expect("a container with a helper has a valid record");
+        let rdt = state.rdt.clone();
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().context(|| "socketpair".into())?;
+        let mut command = Command::new(runtime.init_binary.path());
+        command
+            .arg0("berthd")
+            .arg(INIT_ARG)
+            .env_clear()
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr);
+        // The helper's end of the socket is its only inherited fd beyond stdio; its number
+        // travels as an argument, so no code has to run between fork and exec.
+        command.arg(theirs.as_raw_fd().to_string());
+        let (helper, _helper_exit) = runtime
+            .reaper
+            .spawn_inheriting(&mut command, theirs.as_fd())
+            .context(|| "start the init helper".into())?;
+        drop(theirs);
+        let helper_pid = helper.id() as i32;
+        self.with_cgroups(move |cgroups, dirs| cgroups.add_process(dirs, helper_pid))
+            .await?;
+        if let Some(group) = rdt {
+            blocking::run(move || rdt::assign(&group, helper_pid)).await?;
+        }
+        ours.set_nonblocking(true).context(|| "socket".into())?;
+        let stream = UnixStream::from_std(ours).context(|| "socket".into())?;
+        Ok((
+            helper_pid,
+            HelperChannel {
+                id: self.id.to_string(),
+                exec_id: exec_id.map(str::to_owned),
+                reader: BufReader::new(stream),
+            },
+        ))
+    }
+
     /// Undoes a create that failed: the same teardown a forced delete does, without the
     /// poststop hooks (the container never existed for its user).
     async fn abandon(&mut self, runtime: &Runtime, others: &Others) -> Result<()> {
@@ -505,27 +534,41 @@ impl Container {
 }
 
 /// berthd's end of the helper's socket: JSON lines, each read bounded in time.
-struct HelperChannel {
+pub(super) struct HelperChannel {
     id: String,
+    /// The exec process the helper makes; `None` for a container's init.
+    exec_id: Option<String>,
     reader: BufReader<UnixStream>,
 }
 
 impl HelperChannel {
-    fn failed(&self, message: String) -> Error {
-        Error::InitFailed {
-            id: self.id.clone(),
-            message,
-            caller_error: false,
+    fn failure(&self, message: String, caller_error: bool) -> Error {
+        match &self.exec_id {
+            None => Error::InitFailed {
+                id: self.id.clone(),
+                message,
+                caller_error,
+            },
+            Some(exec_id) => Error::ExecFailed {
+                id: self.id.clone(),
+                exec_id: exec_id.clone(),
+                message,
+                caller_error,
+            },
         }
     }
 
-    fn unexpected(&self, waiting_for: &str) -> Error {
+    fn failed(&self, message: String) -> Error {
+        self.failure(message, false)
+    }
+
+    pub(super) fn unexpected(&self, waiting_for: &str) -> Error {
         self.failed(format!(
             "unexpected message while waiting for {waiting_for}"
         ))
     }
 
-    async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<()> {
+    pub(super) async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<()> {
         let mut line = serde_json::to_vec(message).expect("messages serialize");
         line.push(b'\n');
         self.reader
@@ -535,7 +578,7 @@ impl HelperChannel {
             .map_err(|e| self.failed(format!("the init helper went away: {e}")))
     }
 
-    async fn receive(&mut self, waiting_for: &str) -> Result<Report> {
+    pub(super) async fn receive(&mut self, waiting_for: &str) -> Result<Report> {
         self.receive_within(waiting_for, STEP_TIMEOUT).await
     }
 
@@ -559,12 +602,28 @@ impl HelperChannel {
             Report::Failed {
                 message,
                 caller_error,
-            } => Err(Error::InitFailed {
-                id: self.id.clone(),
-                message,
-                caller_error,
-            }),
+            } => Err(self.failure(message, caller_error)),
             report => Ok(report),
+        }
+    }
+
+    /// After an exec process's pid: the socket closes when the process has executed (its
+    /// copy is close-on-exec), or carries why it could not.
+    pub(super) async fn executed(&mut self) -> Result<()> {
+        let mut line = String::new();
+        match tokio::time::timeout(STEP_TIMEOUT, self.reader.read_line(&mut line)).await {
+            Err(_) => Err(self.failed(format!(
+                "the process did not execute within {STEP_TIMEOUT:?}"
+            ))),
+            Ok(Ok(0)) => Ok(()),
+            Ok(Err(e)) => Err(self.failed(format!("reading from the helper: {e}"))),
+            Ok(Ok(_)) => match serde_json::from_str(&line) {
+                Ok(Report::Failed {
+                    message,
+                    caller_error,
+                }) => Err(self.failure(message, caller_error)),
+                _ => Err(self.unexpected("the exec")),
+            },
         }
     }
 }

@@ -9,15 +9,20 @@ use crate::{
 /// The highest real-time signal on Linux.
 const MAX_SIGNAL: u32 = 64;
 
+pub(super) fn check_signal(signal: u32) -> Result<()> {
+    if signal == 0 || signal > MAX_SIGNAL {
+        return Err(Error::InvalidSignal(signal));
+    }
+    Ok(())
+}
+
 impl Container {
     /// Signals the init through its pidfd, or every process of the cgroup tree with `all`.
     /// A SIGKILL for a container that shares its PID namespace reaches the whole tree too:
     /// killing only its init would leave the rest running.
     /// `others`: the cgroup directories of every other registered container, never signalled.
     pub async fn kill(&mut self, signal: u32, all: bool, others: &[PathBuf]) -> Result<()> {
-        if signal == 0 || signal > MAX_SIGNAL {
-            return Err(Error::InvalidSignal(signal));
-        }
+        check_signal(signal)?;
         let status = self.status();
         let state = self.state().ok_or(Error::IncorrectStatus {
             id: self.id.to_string(),

@@ -2,6 +2,7 @@
 //! kernel on every call (delete.md section 3), never trusted from disk.
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod pause;
 mod processes;
@@ -12,6 +13,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time:
 pub use crate::status::Status;
 pub use create::{CreateRequest, Others};
 pub use delete::DeleteOutcome;
+pub use exec::{ExecRequest, ExecSnapshot, ExecState, Started, MAX_RECORDS};
 
 use crate::{
     blocking,
@@ -85,7 +87,18 @@ pub struct Container {
     exit_observed: bool,
     /// An exit a failed delete observed: whoever reports events publishes it next.
     unpublished_exit: Option<Option<ExitRecord>>,
+    /// A pidfd for each running exec process, by exec id.
+    exec_pidfds: BTreeMap<String, Arc<Pidfd>>,
     cgroups: Arc<dyn CgroupManager>,
+}
+
+/// An exit the reaper collected, as recorded.
+fn exit_record(status: ExitStatus) -> ExitRecord {
+    ExitRecord {
+        code: status.code,
+        signal: status.signal,
+        exited_at: SystemTime::now(),
+    }
 }
 
 /// A point-in-time view of a container, for callers and events.
@@ -151,6 +164,7 @@ impl Container {
             exit_status: None,
             exit_observed,
             unpublished_exit: None,
+            exec_pidfds: BTreeMap::new(),
             cgroups,
         }
     }
@@ -208,11 +222,7 @@ impl Container {
                 .and_then(Result::ok),
             None => None,
         };
-        let record = status.map(|status| ExitRecord {
-            code: status.code,
-            signal: status.signal,
-            exited_at: SystemTime::now(),
-        });
+        let record = status.map(exit_record);
         if let Some(record) = &record {
             if let Err(e) = self.update(|state| state.exit = Some(record.clone())).await {
                 tracing::warn!(id = %self.id, error = %e, "cannot record the exit status");
@@ -389,6 +399,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            execs: Default::default(),
         };
         let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
         let container = Container::load(id, dir, Record::Valid(state), fake);

@@ -3,7 +3,7 @@
 //! without them (these test machines among them) none of this is ever reached.
 use std::{fs::OpenOptions, io::Write, path::Path};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::error::{IoContext, Result};
 
@@ -14,10 +14,7 @@ fn asked(value: &Option<String>) -> Option<&str> {
 /// Asks the kernel to confine the process from its next execve on, as aa_change_onexec and
 /// setexeccon do. The init writes its own attributes, through berthd's /proc (before
 /// pivot_root), so a container without /proc is confined too.
-pub fn set_exec_labels(spec: &Spec) -> Result<()> {
-    let Some(process) = spec.process() else {
-        return Ok(());
-    };
+pub fn set_exec_labels(process: &Process) -> Result<()> {
     if let Some(profile) = asked(process.apparmor_profile()) {
         // AppArmor's own directory where the kernel stacks modules, the shared file before.
         let own = Path::new("/proc/self/attr/apparmor/exec");

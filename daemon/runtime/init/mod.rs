@@ -4,6 +4,7 @@
 //! the exec FIFO, and executes the user process.
 //!
 //! Every failure is reported to berthd as text, so CreateContainer fails with the cause.
+mod exec;
 mod lsm;
 mod process;
 mod resolve;
@@ -29,7 +30,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{
     error::{IoContext, Result},
-    helper::{Channel, IdsMapped, InitConfig, Proceed, Report},
+    helper::{Channel, IdsMapped, InitConfig, Proceed, Report, Task},
     hooks, spec_support, userns,
 };
 
@@ -60,7 +61,18 @@ pub fn main() -> ! {
     // Neither hooks nor the user process may inherit it, nor anything else berthd left open.
     mark_fds_close_on_exec();
     let mut channel = Channel::new(stream);
-    let error = match helper(&mut channel) {
+    let outcome = channel
+        .receive()
+        .context(|| "read the helper's task".into())
+        .and_then(|task| {
+            task.ok_or_else(|| std::io::Error::other("berthd hung up before sending the task"))
+                .context(|| "read the helper's task".into())
+        })
+        .and_then(|task| match task {
+            Task::Create(config) => helper(&mut channel, *config),
+            Task::Exec(config) => exec::helper(&mut channel, config),
+        });
+    let error = match outcome {
         Ok(never) => match never {},
         Err(error) => error,
     };
@@ -81,7 +93,7 @@ fn mark_fds_close_on_exec() {
     };
 }
 
-fn failure(error: &crate::error::Error) -> Report {
+pub(super) fn failure(error: &crate::error::Error) -> Report {
     // What the config can cause: a missing path or executable, a file system type or
     // mount option the kernel does not know, a path through a non-directory.
     let caller_error = match error {
@@ -103,38 +115,42 @@ fn failure(error: &crate::error::Error) -> Report {
     }
 }
 
-enum Never {}
+pub(super) enum Never {}
 
 /// Joins or creates the namespaces, then forks the init: a new PID namespace applies to
 /// children only, so the init must be a child of the process that unshared it.
-fn helper(channel: &mut Channel) -> Result<Never> {
-    let mut config: InitConfig = channel
-        .receive()
-        .context(|| "read the init configuration".into())?
-        .ok_or_else(|| std::io::Error::other("berthd hung up before sending the configuration"))
-        .context(|| "read the init configuration".into())?;
+fn helper(channel: &mut Channel, mut config: InitConfig) -> Result<Never> {
     // Set with the host's privileges, before a user namespace takes them away; the init
     // inherits them.
-    process::set_oom_score_adj(&config.spec)?;
-    process::set_rlimits(&config.spec)?;
+    let user_process = config_process(&config.spec)?;
+    process::set_oom_score_adj(user_process)?;
+    process::set_rlimits(user_process)?;
     let held = enter_namespaces(channel, &mut config)?;
     set_time_offsets(&config.spec)?;
 
+    fork_reporting(channel, |channel| container_init(channel, &config, held))
+}
+
+/// Forks the process berthd asked for and reports its pid, then exits: the child is
+/// adopted by berthd, a child subreaper. The child waits until the pid is reported, so
+/// reports arrive in order; a failure of `child` is reported too, and ends it.
+fn fork_reporting(
+    channel: &mut Channel,
+    child: impl FnOnce(&mut Channel) -> Result<Never>,
+) -> Result<Never> {
     let (release_read, release_write) = nix::unistd::pipe().context(|| "pipe".into())?;
     // SAFETY: this process is single-threaded (freshly executed, no threads started).
-    match unsafe { fork() }.context(|| "fork the container init".into())? {
+    match unsafe { fork() }.context(|| "fork the process".into())? {
         ForkResult::Child => {
             drop(release_write);
-            // Wait until the helper has reported this process's pid, so reports arrive in
-            // order; if it failed instead, there is nothing to do.
             if !matches!(File::from(release_read).read(&mut [0u8]), Ok(1)) {
                 std::process::exit(1);
             }
-            let error = match container_init(channel, &config, held) {
+            let error = match child(channel) {
                 Ok(never) => match never {},
                 Err(error) => error,
             };
-            // berthd no longer listens once the init reported ready; the container's
+            // berthd may no longer listen (an init that reported ready); the process's
             // stderr is then the only place the cause can go.
             eprintln!("berth init: {error}");
             let _ = channel.send(&failure(&error));
@@ -147,16 +163,23 @@ fn helper(channel: &mut Channel) -> Result<Never> {
                 .ok()
                 .flatten()
                 .map(|stat| stat.start_time)
-                .ok_or_else(|| std::io::Error::other(format!("the init (pid {pid}) vanished")))
-                .context(|| "read the init's start time".into())?;
+                .ok_or_else(|| std::io::Error::other(format!("pid {pid} vanished")))
+                .context(|| "read the start time of the forked process".into())?;
             channel
                 .send(&Report::InitPid { pid, start_time })
-                .context(|| "report the init pid".into())?;
+                .context(|| "report the pid".into())?;
             let _ = File::from(release_write).write_all(&[0]);
-            // The init is adopted by berthd, a child subreaper, once this process exits.
             std::process::exit(0)
         }
     }
+}
+
+/// spec_support refused a config without one.
+fn config_process(spec: &Spec) -> Result<&oci_spec::runtime::Process> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("config.json has no process"))
+        .context(|| "prepare the process".into())
 }
 
 fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
@@ -370,14 +393,15 @@ fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Res
     )?;
 
     sysctl::write(spec)?;
-    lsm::set_exec_labels(spec)?;
+    let user_process = config_process(spec)?;
+    lsm::set_exec_labels(user_process)?;
     rootfs::pivot(root, &config.rootfs)?;
     rootfs::finish(spec)?;
     rootfs::set_root_propagation(spec)?;
     // The state directory is open here, but cwd is resolved without magic links, so
     // nothing the init holds can be reached through it.
-    process::enter_cwd(spec)?;
-    let program = process::prepare_exec(spec)?;
+    process::enter_cwd(user_process)?;
+    let program = process::prepare_exec(user_process)?;
     tuning::apply(spec)?;
 
     channel
@@ -400,7 +424,7 @@ fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Res
         &proceed.created_state,
         &config.hook_timeouts,
     )?;
-    process::become_user_process(spec, config.seccomp.as_ref())?;
+    process::become_user_process(user_process, config.seccomp.as_ref())?;
     Err(program.exec())
 }
 

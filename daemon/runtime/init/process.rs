@@ -6,7 +6,7 @@ use std::{
 };
 
 use nix::unistd::{Gid, Uid};
-use oci_spec::runtime::{Capability, LinuxCapabilities, Spec};
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
 
 use super::resolve::open_in_root;
 use crate::{
@@ -33,21 +33,16 @@ pub fn set_hostname(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-pub fn set_oom_score_adj(spec: &Spec) -> Result<()> {
-    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+pub fn set_oom_score_adj(process: &Process) -> Result<()> {
+    if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .context(|| format!("set oom_score_adj {adj}"))?;
     }
     Ok(())
 }
 
-pub fn set_rlimits(spec: &Spec) -> Result<()> {
-    for rlimit in spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.rlimits().clone())
-        .unwrap_or_default()
-    {
+pub fn set_rlimits(process: &Process) -> Result<()> {
+    for rlimit in process.rlimits().clone().unwrap_or_default() {
         // The OCI names are the kernel's (RLIMIT_NOFILE, ...); serde spells them.
         let name = serde_json::to_value(rlimit.typ())
             .ok()
@@ -104,12 +99,7 @@ fn c_string(text: &str, what: &str) -> Result<CString> {
         .context(|| "prepare the process".into())
 }
 
-pub fn prepare_exec(spec: &Spec) -> Result<Program> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| invalid("config.json has no process".into()))
-        .context(|| "prepare the process".into())?;
+pub fn prepare_exec(process: &Process) -> Result<Program> {
     let args = process.args().clone().unwrap_or_default();
     let program = args
         .first()
@@ -141,12 +131,8 @@ fn bad_cwd(reason: String) -> Error {
 /// pivot_root, so "/" is the container's) with magic links refused: a cwd of
 /// `/proc/self/fd/N`, or a symlink to it, would otherwise land in whatever directory the
 /// init holds open, the host's included (CVE-2024-21626).
-pub fn enter_cwd(spec: &Spec) -> Result<()> {
-    let cwd = spec
-        .process()
-        .as_ref()
-        .map(|p| p.cwd().clone())
-        .unwrap_or_else(|| PathBuf::from("/"));
+pub fn enter_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd().clone();
     if !cwd.is_absolute() {
         return Err(bad_cwd(format!(
             "{} is not an absolute path",
@@ -220,10 +206,7 @@ impl Program {
 /// real profile does). Either way after the startContainer hooks, which berth runs
 /// unfiltered (runc runs them under the filter, only because it loads the filter before
 /// the exec FIFO, to pass a notify fd that berth does not make).
-pub fn become_user_process(spec: &Spec, seccomp: Option<&seccomp::Program>) -> Result<()> {
-    let Some(process) = spec.process().as_ref() else {
-        return Ok(());
-    };
+pub fn become_user_process(process: &Process, seccomp: Option<&seccomp::Program>) -> Result<()> {
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
     if let (Some(program), false) = (seccomp, no_new_privileges) {
         seccomp::load(program)?;

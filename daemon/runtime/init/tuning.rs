@@ -2,7 +2,9 @@
 //! process.scheduler, process.ioPriority and linux.personality. Set by the init before it
 //! reports ready, as runc sets them, so that a refusal by the kernel fails the create; the
 //! startContainer hooks and the user process inherit them.
-use oci_spec::runtime::{IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerFlag, Spec};
+use oci_spec::runtime::{
+    IOPriorityClass, LinuxPersonalityDomain, LinuxSchedulerFlag, Process, Spec,
+};
 
 use crate::{
     error::{IoContext, Result},
@@ -11,15 +13,21 @@ use crate::{
 
 pub fn apply(spec: &Spec) -> Result<()> {
     if let Some(process) = spec.process() {
-        if let Some(scheduler) = process.scheduler() {
-            set_scheduler(scheduler)?;
-        }
-        if let Some(priority) = process.io_priority() {
-            set_io_priority(*priority)?;
-        }
+        apply_to_process(process)?;
     }
     if let Some(personality) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         set_personality(personality.domain())?;
+    }
+    Ok(())
+}
+
+/// What an exec process gets too: its own scheduler and I/O priority.
+pub fn apply_to_process(process: &Process) -> Result<()> {
+    if let Some(scheduler) = process.scheduler() {
+        set_scheduler(scheduler)?;
+    }
+    if let Some(priority) = process.io_priority() {
+        set_io_priority(*priority)?;
     }
     Ok(())
 }
