@@ -328,3 +328,17 @@ async fn wait_on_a_container_whose_state_is_unreadable_is_refused() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains("w-bad"), "{refused:?}");
 }
+
+#[tokio::test]
+async fn rpc_timeout_does_not_cut_a_wait_short() {
+    let daemon = Daemon::start_with(|_| {}, &["--rpc-timeout", "300ms"]).await;
+    let bundle = Bundle::busybox(&["sh", "-c", "sleep 1; exit 3"]);
+    daemon.run("slow-exit", &bundle, None).await;
+    let mut client = daemon.client().await;
+    let exit = timeout(Duration::from_secs(20), wait(&mut client, "slow-exit"))
+        .await
+        .expect("the wait ends within 20 s")
+        .expect("a wait outlives --rpc-timeout");
+    assert_eq!(code_and_signal(&exit), (3, 0));
+    daemon.delete("slow-exit", true).await.unwrap();
+}

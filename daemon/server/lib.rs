@@ -4,6 +4,7 @@
 pub mod api;
 pub mod authz;
 pub mod config;
+pub mod deadline;
 pub mod metrics;
 pub mod serve;
 pub mod unix_authority;

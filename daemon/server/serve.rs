@@ -37,6 +37,7 @@ use crate::{
     api::Api,
     authz::{AuthzLayer, Policy},
     config::Config,
+    deadline::DeadlineLayer,
     metrics::MetricsLayer,
     proto::{container_service_server::ContainerServiceServer, FILE_DESCRIPTOR_SET},
     unix_authority::{AuthorityFix, MAX_FRAME_SIZE},
@@ -171,8 +172,8 @@ pub async fn serve(
             .max_concurrent_streams(config.max_concurrent_streams)
             // h2's default, said explicitly: the Unix wrapper refuses longer frames.
             .max_frame_size(MAX_FRAME_SIZE)
-            .timeout(config.rpc_timeout)
             .layer(AuthzLayer(policy.clone()))
+            .layer(DeadlineLayer(config.rpc_timeout))
             .layer(MetricsLayer)
             .add_service(health_service.clone())
             .add_service(reflection_v1.clone())
