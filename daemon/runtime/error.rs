@@ -91,6 +91,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A WatchEvents resume from a sequence number this run of berthd has not reached.
+    #[error("cannot resume events after sequence {after} of instance {instance}: its last event so far is {last}")]
+    SequenceAhead {
+        after: u64,
+        last: u64,
+        instance: String,
+    },
+
+    #[error(transparent)]
+    Label(#[from] crate::labels::LabelError),
+
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
 

@@ -68,6 +68,9 @@ pub struct ContainerState {
     /// cleared after; found set at load, the cgroup is thawed.
     #[serde(default)]
     pub frozen_to_kill: bool,
+    /// The labels given at create (checked by `labels`); absent in files of older berths.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -188,6 +191,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            labels: BTreeMap::from([("owner".into(), "ns/pod".into())]),
         }
     }
 
@@ -215,7 +219,7 @@ mod tests {
         )
         .unwrap();
         let state = ContainerState::load(&path).unwrap().unwrap();
-        assert!(state.init.is_none() && state.cgroup_dirs.is_empty());
+        assert!(state.init.is_none() && state.cgroup_dirs.is_empty() && state.labels.is_empty());
         assert!(
             state.boot_id.is_none(),
             "a file of an older berth has no boot id"

@@ -99,6 +99,7 @@ pub struct Snapshot {
     pub created: Option<SystemTime>,
     pub exit: Option<ExitRecord>,
     pub status_reason: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Container {
@@ -226,6 +227,12 @@ impl Container {
         self.unpublished_exit.take()
     }
 
+    /// The labels given at create; none when state.json is unreadable.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.state().map_or(&NONE, |state| &state.labels)
+    }
+
     /// The state of a container whose record is valid; callers check `Record` first.
     pub fn state(&self) -> Option<&ContainerState> {
         match &self.record {
@@ -345,6 +352,7 @@ impl Container {
                 created: Some(state.created),
                 exit: state.exit.clone(),
                 status_reason: reason.unwrap_or_default(),
+                labels: state.labels.clone(),
             },
             Record::Corrupt { path, reason } => Snapshot {
                 id: self.id.to_string(),
@@ -355,6 +363,7 @@ impl Container {
                 created: None,
                 exit: None,
                 status_reason: format!("cannot read {}: {reason}", path.display()),
+                labels: BTreeMap::new(),
             },
         }
     }
@@ -389,6 +398,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            labels: Default::default(),
         };
         let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
         let container = Container::load(id, dir, Record::Valid(state), fake);
