@@ -103,6 +103,9 @@ enum Command {
         /// Append the container's stderr to this file (default /dev/null).
         #[arg(long)]
         stderr: Option<PathBuf>,
+        /// Keep this label with the container; repeatable.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
         id: String,
     },
     /// Start the user process of a created container.
@@ -137,6 +140,9 @@ enum Command {
         /// Print only the ids, one per line.
         #[arg(long, short)]
         quiet: bool,
+        /// Only containers carrying this label; repeatable (every one must match).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Wait for the container's init to exit, and exit with its code: 128+N when signal N
     /// ended it, 255 when berthd could not see how it ended (its parent was an earlier
@@ -165,12 +171,21 @@ enum Command {
         /// Only this container's events.
         #[arg(long)]
         id: Option<String>,
-        /// Only events of these types (created, started, paused, resumed, exited, deleted, oom).
+        /// Only events of these types (created, started, paused, resumed, exited, deleted, oom,
+        /// exec_added, exec_started, exec_exited).
         #[arg(long = "type", value_name = "TYPE")]
         types: Vec<String>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Resume: first the events berthd still holds after this sequence number of
+        /// --instance, with a `lagged` event before them when some are gone. Without
+        /// --instance, or from an earlier run of berthd: `lagged`, then all it holds.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// The instance the --after sequence number came from (printed with every event).
+        #[arg(long, value_name = "ID", requires = "after")]
+        instance: Option<String>,
     },
     /// Check the daemon's health; exit 0 serving, 2 cannot connect, 3 RPC failed, 4 not serving.
     Health {
@@ -267,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bundle,
             stdout,
             stderr,
+            labels,
             id,
         } => {
             let bundle = std::path::absolute(&bundle)
@@ -283,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bundle: bundle.to_string_lossy().into_owned(),
                     stdout_path: path_text(stdout)?,
                     stderr_path: path_text(stderr)?,
+                    labels: label_map(labels)?,
                     ..Default::default()
                 })
                 .await?;
@@ -326,9 +343,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("daemon sent no container")?;
             println!("{}", serde_json::to_string_pretty(&state_json(&container))?);
         }
-        Command::List { json, quiet } => {
+        Command::List {
+            json,
+            quiet,
+            labels,
+        } => {
             let containers = client
-                .list_containers(proto::ListContainersRequest::default())
+                .list_containers(proto::ListContainersRequest {
+                    label_selector: label_map(labels)?,
+                })
                 .await?
                 .into_inner()
                 .containers;
@@ -343,7 +366,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_table(&containers);
             }
         }
-        Command::Events { id, types, json } => {
+        Command::Events {
+            id,
+            types,
+            json,
+            after,
+            instance,
+        } => {
             let types = types
                 .iter()
                 .map(|name| parse_event_type(name).map(i32::from))
@@ -352,7 +381,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .watch_events(proto::WatchEventsRequest {
                     id: id.unwrap_or_default(),
                     types,
-                    ..Default::default()
+                    after_sequence: after.unwrap_or_default(),
+                    instance: instance.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
@@ -568,8 +598,30 @@ fn parse_signal(text: &str) -> anyhow::Result<u32> {
     }
 }
 
+/// `KEY=VALUE`, split at the first `=`; berthd checks the lengths.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// The --label pairs; a key given twice is a mistake, not an override.
+fn label_map(
+    labels: Vec<(String, String)>,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut map = std::collections::HashMap::new();
+    for (key, value) in labels {
+        if map.insert(key.clone(), value).is_some() {
+            bail!("label {key:?} is given twice");
+        }
+    }
+    Ok(map)
+}
+
 fn parse_event_type(name: &str) -> anyhow::Result<proto::EventType> {
-    proto::EventType::from_str_name(&format!("EVENT_TYPE_{}", name.to_ascii_uppercase()))
+    let upper = name.to_ascii_uppercase().replace('-', "_");
+    proto::EventType::from_str_name(&format!("EVENT_TYPE_{upper}"))
         .filter(|t| *t != proto::EventType::Unspecified)
         .with_context(|| format!("unknown event type {name:?}"))
 }
@@ -604,6 +656,10 @@ fn state_json(container: &proto::Container) -> serde_json::Value {
     }
     if !container.status_reason.is_empty() {
         berth["statusReason"] = json!(container.status_reason);
+    }
+    if !container.labels.is_empty() {
+        let labels: std::collections::BTreeMap<_, _> = container.labels.iter().collect();
+        berth["labels"] = json!(labels);
     }
     json!({
         "ociVersion": OCI_VERSION,
@@ -662,10 +718,19 @@ fn event_line(event: &proto::Event, json: bool) -> String {
             "exitStatus": event.exit_status.as_ref().map(|e| json!({"code": e.code, "signal": e.signal})),
             "warnings": event.warnings,
             "missed": event.missed,
+            "execId": event.exec_id,
+            "pid": event.pid,
+            "instance": event.instance,
         })
         .to_string();
     }
     let mut line = format!("{at} #{} {kind} {}", event.sequence, event.id);
+    if !event.exec_id.is_empty() {
+        line += &format!(" exec={}", event.exec_id);
+    }
+    if event.pid != 0 {
+        line += &format!(" pid={}", event.pid);
+    }
     if let Some(exit) = &event.exit_status {
         line += &format!(" code={}", exit.code);
     }

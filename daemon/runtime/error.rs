@@ -121,6 +121,16 @@ pub enum Error {
         /// The cause is in the request (a missing executable, a bad cwd).
         caller_error: bool,
     },
+    /// A WatchEvents resume from a sequence number this run of berthd has not reached.
+    #[error("cannot resume events after sequence {after} of instance {instance}: its last event so far is {last}")]
+    SequenceAhead {
+        after: u64,
+        last: u64,
+        instance: String,
+    },
+
+    #[error(transparent)]
+    Label(#[from] crate::labels::LabelError),
 
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),

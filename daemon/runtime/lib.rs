@@ -12,6 +12,7 @@ pub mod helper;
 pub mod hooks;
 pub mod id;
 pub mod init;
+pub mod labels;
 pub mod process;
 pub mod quote;
 pub mod rdt;

@@ -21,6 +21,7 @@ use crate::{
     error::{Error, Result},
     events::{EventKind, Events},
     id::{ContainerId, ExecId},
+    labels::Selector,
     process::Pidfd,
     rdt::RdtGroup,
     state::{ContainerState, ExitRecord},
@@ -73,8 +74,12 @@ impl SlotState {
     }
 
     /// Publishes the init's exit, and ends every wait on it.
-    fn announce_exit(&self, id: &ContainerId, exit: Option<ExitRecord>, events: &Events) {
-        events.publish(EventKind::Exited, id.as_str(), exit.clone(), Vec::new());
+    fn announce_exit(&self, container: &Container, exit: Option<ExitRecord>, events: &Events) {
+        let pid = container
+            .state()
+            .and_then(|state| state.init)
+            .map(|init| init.pid);
+        events.publish_exit(container.id.as_str(), pid, exit.clone());
         self.exits.send_replace(Some(exit));
     }
 
@@ -91,11 +96,17 @@ impl SlotState {
     }
 
     /// The container now, or as the operation in progress on it found it; `None` when it
-    /// does not exist (yet).
-    fn current(&self) -> Option<Snapshot> {
+    /// does not exist (yet) or does not match `selector`, whose status is then not derived.
+    fn current(&self, selector: &Selector) -> Option<Snapshot> {
         match self.container.try_lock() {
-            Ok(guard) => guard.as_ref().map(Container::snapshot),
-            Err(_) => self.last_seen().clone(),
+            Ok(guard) => guard
+                .as_ref()
+                .filter(|container| selector.matches(container.labels()))
+                .map(Container::snapshot),
+            Err(_) => self
+                .last_seen()
+                .clone()
+                .filter(|snapshot| selector.matches(&snapshot.labels)),
         }
     }
 }
@@ -134,7 +145,7 @@ fn thaw_left_by_a_kill(
 async fn report_exit(slot: &SlotState, container: &mut Container, events: &Events) {
     if let Some(exit) = container.observe_exit().await {
         tracing::info!(id = %container.id, ?exit, "container init exited");
-        slot.announce_exit(&container.id, exit, events);
+        slot.announce_exit(container, exit, events);
     }
 }
 
@@ -187,7 +198,7 @@ impl Registry {
             };
             if container.exited_while_away() {
                 // Seen at start-up, with no status: berthd was not there to reap it.
-                slot.announce_exit(&container.id, None, &registry.events);
+                slot.announce_exit(container, None, &registry.events);
             }
             if let Some(init) = container.init.clone() {
                 registry.watch_exit(slot.clone(), init);
@@ -410,19 +421,20 @@ impl Registry {
         snapshot.ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 
-    /// Every known container, sorted by id. Deriving every status reads a cgroup file per
-    /// container, so the work is spread over the machine's cores, off the runtime threads.
-    /// (Exits are not reported from here: the exit watchers do that.)
-    pub async fn list(&self) -> Vec<Snapshot> {
+    /// Every known container that `selector` matches, sorted by id. Deriving every status
+    /// reads a cgroup file per container, so the work is spread over the machine's cores,
+    /// off the runtime threads. (Exits are not reported from here: the exit watchers do
+    /// that.)
+    pub async fn list(&self, selector: &Selector) -> Vec<Snapshot> {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = slots.len().div_ceil(cores).max(1);
         let mut parts = Vec::new();
         for part in slots.chunks(chunk) {
-            let part = part.to_vec();
+            let (part, selector) = (part.to_vec(), selector.clone());
             parts.push(tokio::task::spawn_blocking(move || {
                 part.iter()
-                    .filter_map(|slot| slot.current())
+                    .filter_map(|slot| slot.current(&selector))
                     .collect::<Vec<_>>()
             }));
         }
@@ -693,13 +705,15 @@ impl Registry {
             Ok(outcome) => outcome,
             Err(error) => {
                 if let Some(exit) = container.take_unpublished_exit() {
-                    lease.slot.announce_exit(id, exit, &self.events);
+                    lease.slot.announce_exit(container, exit, &self.events);
                 }
                 return Err(error);
             }
         };
         if let Some(exit) = &outcome.exited {
-            lease.slot.announce_exit(id, exit.clone(), &self.events);
+            lease
+                .slot
+                .announce_exit(container, exit.clone(), &self.events);
         }
         // A wait must end with the container, even on an exit nobody could read.
         lease.slot.exits.send_if_modified(|exit| {

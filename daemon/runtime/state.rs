@@ -68,6 +68,9 @@ pub struct ContainerState {
     /// cleared after; found set at load, the cgroup is thawed.
     #[serde(default)]
     pub frozen_to_kill: bool,
+    /// The labels given at create (checked by `labels`); absent in files of older berths.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The exec processes berthd keeps a record of, by exec id: at most
     /// `exec::MAX_RECORDS`, the oldest exited ones making room for new ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -240,6 +243,7 @@ mod tests {
             hooks: None,
             frozen_to_kill: false,
             execs: BTreeMap::new(),
+            labels: BTreeMap::from([("owner".into(), "ns/pod".into())]),
         }
     }
 
@@ -267,7 +271,7 @@ mod tests {
         )
         .unwrap();
         let state = ContainerState::load(&path).unwrap().unwrap();
-        assert!(state.init.is_none() && state.cgroup_dirs.is_empty());
+        assert!(state.init.is_none() && state.cgroup_dirs.is_empty() && state.labels.is_empty());
         assert!(
             state.boot_id.is_none(),
             "a file of an older berth has no boot id"

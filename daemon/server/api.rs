@@ -10,9 +10,10 @@ use berth_runtime::{
     cgroups::{devices::DeviceError, CgroupError},
     container::{self, CreateRequest, ExecRequest, ExecSnapshot, ExecState, Snapshot},
     error::Error,
-    events::{self, EventKind},
+    events::{self, EventKind, Subscription},
     hooks::HookError,
     id::{ContainerId, ExecId},
+    labels::{Labels, Selector},
     rdt::RdtError,
     registry::Registry,
     state::{ExitRecord, Stdio},
@@ -105,11 +106,13 @@ fn code_of(error: &Error) -> Code {
         | Error::InitFailed {
             caller_error: true, ..
         }
+        | Error::Label(_)
         | Error::Rdt(RdtError::InvalidClosId { .. })
         | Error::Hook(HookError::InvalidTimeout { .. }) => Code::InvalidArgument,
         Error::NotFound { .. } | Error::BundleNotFound { .. } | Error::ExecNotFound { .. } => {
             Code::NotFound
         }
+        Error::SequenceAhead { .. } => Code::OutOfRange,
         Error::AlreadyExists { .. } | Error::ExecExists { .. } => Code::AlreadyExists,
         Error::TooManyExecs { .. } => Code::ResourceExhausted,
         Error::IncorrectStatus { .. }
@@ -248,7 +251,7 @@ fn container_of(s: Snapshot) -> proto::Container {
         created_at: s.created.map(Into::into),
         exit_status: s.exit.map(exit_of),
         status_reason: s.status_reason,
-        labels: Default::default(),
+        labels: s.labels.into_iter().collect(),
     }
 }
 
@@ -267,7 +270,7 @@ fn event_type_of(kind: EventKind) -> proto::EventType {
     }
 }
 
-fn event_of(event: &events::Event) -> proto::Event {
+fn event_of(event: &events::Event, instance: &str) -> proto::Event {
     proto::Event {
         sequence: event.sequence,
         r#type: event_type_of(event.kind).into(),
@@ -278,6 +281,18 @@ fn event_of(event: &events::Event) -> proto::Event {
         missed: 0,
         exec_id: event.exec_id.clone().unwrap_or_default(),
         pid: event.pid.map_or(0, |pid| pid as u32),
+        instance: instance.to_owned(),
+    }
+}
+
+/// A subscriber missed `missed` events (0: it cannot be known how many). Numbered 0: it is
+/// this subscriber's news, not an event of the daemon's sequence.
+fn lagged_event(missed: u64, instance: &str) -> proto::Event {
+    proto::Event {
+        r#type: proto::EventType::Lagged.into(),
+        timestamp: Some(std::time::SystemTime::now().into()),
+        missed,
+        instance: instance.to_owned(),
         ..Default::default()
     }
 }
@@ -296,6 +311,62 @@ impl EventFilter {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+type EventSender = mpsc::Sender<Result<proto::Event, Status>>;
+
+/// Feeds one subscriber: the LAGGED notice and the replay its resume calls for, then live
+/// events, until it or berthd goes away.
+async fn feed(
+    subscription: Subscription,
+    filter: EventFilter,
+    instance: String,
+    tx: EventSender,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Subscription {
+        lagged,
+        replay,
+        mut live,
+    } = subscription;
+    let notice = lagged.map(|missed| lagged_event(missed, &instance));
+    // Consumed, so a subscriber that stays does not keep old events alive.
+    let replayed = replay
+        .into_iter()
+        .filter(|event| filter.matches(event))
+        .map(|event| event_of(&event, &instance));
+    for item in notice.into_iter().chain(replayed) {
+        if !deliver(&tx, &mut shutdown, item).await {
+            return;
+        }
+    }
+    loop {
+        let item = tokio::select! {
+            received = live.recv() => match received {
+                Ok(event) if filter.matches(&event) => event_of(&event, &instance),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => lagged_event(missed, &instance),
+                Err(RecvError::Closed) => return,
+            },
+            () = tx.closed() => return,
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        };
+        if !deliver(&tx, &mut shutdown, item).await {
+            return;
+        }
+    }
+}
+
+/// Hands one event to the stream; false when the subscriber or berthd went away first.
+async fn deliver(
+    tx: &EventSender,
+    shutdown: &mut watch::Receiver<bool>,
+    item: proto::Event,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(Ok(item)) => sent.is_ok(),
+        _ = shutdown.wait_for(|stopping| *stopping) => false,
+    }
+}
 
 #[tonic::async_trait]
 impl ContainerService for Api {
@@ -318,11 +389,13 @@ impl ContainerService for Api {
                 )));
             }
         }
+        let labels = Labels::parse(request.labels).map_err(|e| to_status(e.into()))?;
         let path = |text: String| (!text.is_empty()).then(|| std::path::PathBuf::from(text));
         let create = CreateRequest {
             bundle: std::path::PathBuf::from(&request.bundle),
             stdout: path(request.stdout_path),
             stderr: path(request.stderr_path),
+            labels,
         };
         let snapshot = self
             .complete("create", id, |registry, id| async move {
@@ -441,11 +514,13 @@ impl ContainerService for Api {
     #[tracing::instrument(skip_all)]
     async fn list_containers(
         &self,
-        _request: Request<proto::ListContainersRequest>,
+        request: Request<proto::ListContainersRequest>,
     ) -> Result<Response<proto::ListContainersResponse>, Status> {
+        let selector = Selector::parse(request.into_inner().label_selector)
+            .map_err(|e| to_status(e.into()))?;
         let containers = self
             .registry
-            .list()
+            .list(&selector)
             .await
             .into_iter()
             .map(container_of)
@@ -489,7 +564,7 @@ impl ContainerService for Api {
 
     type WatchEventsStream = EventStream;
 
-    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id, after = request.get_ref().after_sequence))]
     async fn watch_events(
         &self,
         request: Request<proto::WatchEventsRequest>,
@@ -502,34 +577,22 @@ impl ContainerService for Api {
             id: request.id,
             types: request.types,
         };
-        let mut events = self.registry.events.subscribe();
-        let mut shutdown = self.shutdown.clone();
+        let events = &self.registry.events;
+        let subscription = events
+            .subscribe(request.after_sequence, &request.instance)
+            .map_err(failed("watch events"))?;
+        let instance = events.instance().to_owned();
+        let shutdown = self.shutdown.clone();
         // A small buffer: the broadcast receiver is the real, bounded backlog, and it is what
         // reports how many events a slow reader missed.
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            tracing::debug!("event subscriber joined");
-            loop {
-                let item = tokio::select! {
-                    received = events.recv() => match received {
-                        Ok(event) if filter.matches(&event) => event_of(event.as_ref()),
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(missed)) => proto::Event {
-                            r#type: proto::EventType::Lagged.into(),
-                            timestamp: Some(std::time::SystemTime::now().into()),
-                            missed,
-                            ..Default::default()
-                        },
-                        Err(RecvError::Closed) => break,
-                    },
-                    () = tx.closed() => break,
-                    _ = shutdown.wait_for(|stopping| *stopping) => break,
-                };
-                tokio::select! {
-                    sent = tx.send(Ok(item)) => if sent.is_err() { break },
-                    _ = shutdown.wait_for(|stopping| *stopping) => break,
-                }
-            }
+            tracing::debug!(
+                lagged = ?subscription.lagged,
+                replayed = subscription.replay.len(),
+                "event subscriber joined"
+            );
+            feed(subscription, filter, instance, tx, shutdown).await;
             tracing::debug!("event subscriber left");
         });
         let stream: Self::WatchEventsStream = Box::pin(ReceiverStream::new(rx));
@@ -682,6 +745,8 @@ impl ContainerService for Api {
 mod tests {
     use std::path::PathBuf;
 
+    use berth_runtime::labels::LabelError;
+
     use super::*;
 
     #[test]
@@ -749,6 +814,21 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (Error::NotFound { id: "c1".into() }, Code::NotFound),
+            (
+                Error::SequenceAhead {
+                    after: 9,
+                    last: 3,
+                    instance: "i".into(),
+                },
+                Code::OutOfRange,
+            ),
+            (
+                Error::Label(LabelError::Count {
+                    what: "labels",
+                    count: 65,
+                }),
+                Code::InvalidArgument,
+            ),
             (
                 Error::NotStopped {
                     id: "c1".into(),

@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, default_value_t = 1024)]
     pub event_backlog: usize,
 
+    /// The newest events kept for WatchEvents subscribers that reconnect and resume (from
+    /// an earlier sequence number); one resuming from further back gets a LAGGED event
+    /// first. 0 keeps none.
+    #[arg(long, default_value_t = 4096)]
+    pub event_replay: usize,
+
     /// Also let this uid call (root always may); repeatable.
     #[arg(long, value_name = "UID")]
     pub allow_uid: Vec<u32>,

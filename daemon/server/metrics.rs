@@ -20,7 +20,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use berth_runtime::{registry::Registry, status::Status};
+use berth_runtime::{labels::Selector, registry::Registry, status::Status};
 use tonic::codegen::http;
 
 const SERVICE_PREFIX: &str = "/berth.v1.ContainerService/";
@@ -237,7 +237,11 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
                 }
             }
             let response = if request.starts_with(b"GET /metrics ") {
-                let statuses = registry.list().await.into_iter().map(|s| s.status);
+                let statuses = registry
+                    .list(&Selector::default())
+                    .await
+                    .into_iter()
+                    .map(|s| s.status);
                 let body = global().render(statuses);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n\

@@ -111,7 +111,9 @@ pub async fn serve(
             .context(|| "copy berthd into a sealed memfd".into())?,
         cgroups,
     };
-    let registry = Arc::new(Registry::load(runtime, Events::new(config.event_backlog))?);
+    let events = Events::new(config.event_backlog, config.event_replay)
+        .context(|| "name this run of berthd from /dev/urandom".into())?;
+    let registry = Arc::new(Registry::load(runtime, events)?);
 
     // Each reflection version lists every service, the other version included, so clients
     // of either see the whole API.

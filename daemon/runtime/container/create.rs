@@ -27,6 +27,7 @@ use crate::{
     helper::{IdsMapped, InitConfig, Proceed, Report, Task, INIT_ARG},
     hooks,
     id::ContainerId,
+    labels::Labels,
     process::InitProcess,
     process::Pidfd,
     rdt,
@@ -51,6 +52,7 @@ pub struct CreateRequest {
     pub bundle: PathBuf,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    pub labels: Labels,
 }
 
 /// A bundle that passed every check that needs no kernel resource.
@@ -242,13 +244,14 @@ impl Container {
         })
         .await
         .map_err(no_leftover)?;
-        Self::create_from(runtime, id, bundle, stdout, stderr, claim).await
+        Self::create_from(runtime, id, bundle, request.labels, stdout, stderr, claim).await
     }
 
     async fn create_from(
         runtime: &Runtime,
         id: ContainerId,
         bundle: Bundle,
+        labels: Labels,
         stdout: Stdio,
         stderr: Stdio,
         claim: impl FnOnce(&mut cgroups::Plan, Option<&mut RdtGroup>) -> Result<Others>,
@@ -328,6 +331,7 @@ impl Container {
             hooks: bundle.spec.hooks().clone(),
             frozen_to_kill: false,
             execs: Default::default(),
+            labels: labels.into_map(),
         };
         let (made, saved) = (dir.clone(), state.clone());
         blocking::run(move || {

@@ -294,6 +294,7 @@ mod tests {
             hooks: None,
             frozen_to_kill: false,
             execs: Default::default(),
+            labels: Default::default(),
         };
         Container::load(
             ContainerId::parse("c1").unwrap(),

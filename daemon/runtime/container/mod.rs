@@ -112,6 +112,7 @@ pub struct Snapshot {
     pub created: Option<SystemTime>,
     pub exit: Option<ExitRecord>,
     pub status_reason: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Container {
@@ -236,6 +237,12 @@ impl Container {
         self.unpublished_exit.take()
     }
 
+    /// The labels given at create; none when state.json is unreadable.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.state().map_or(&NONE, |state| &state.labels)
+    }
+
     /// The state of a container whose record is valid; callers check `Record` first.
     pub fn state(&self) -> Option<&ContainerState> {
         match &self.record {
@@ -355,6 +362,7 @@ impl Container {
                 created: Some(state.created),
                 exit: state.exit.clone(),
                 status_reason: reason.unwrap_or_default(),
+                labels: state.labels.clone(),
             },
             Record::Corrupt { path, reason } => Snapshot {
                 id: self.id.to_string(),
@@ -365,6 +373,7 @@ impl Container {
                 created: None,
                 exit: None,
                 status_reason: format!("cannot read {}: {reason}", path.display()),
+                labels: BTreeMap::new(),
             },
         }
     }
@@ -400,6 +409,7 @@ mod tests {
             hooks: None,
             frozen_to_kill: false,
             execs: Default::default(),
+            labels: Default::default(),
         };
         let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
         let container = Container::load(id, dir, Record::Valid(state), fake);
