@@ -84,7 +84,8 @@ fn code_of(error: &Error) -> Code {
             caller_error: true, ..
         }
         | Error::Rdt(RdtError::InvalidClosId { .. })
-        | Error::Hook(HookError::InvalidTimeout { .. }) => Code::InvalidArgument,
+        | Error::Hook(HookError::InvalidTimeout { .. })
+        | Error::Stdio(_) => Code::InvalidArgument,
         Error::NotFound { .. } | Error::BundleNotFound { .. } => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::IncorrectStatus { .. }
@@ -225,6 +226,8 @@ impl ContainerService for Api {
             ("bundle", &request.bundle),
             ("stdout_path", &request.stdout_path),
             ("stderr_path", &request.stderr_path),
+            ("stdin_path", &request.stdin_path),
+            ("console_socket", &request.console_socket),
         ] {
             if path.len() > MAX_PATH {
                 return Err(Status::invalid_argument(format!(
@@ -238,6 +241,8 @@ impl ContainerService for Api {
             bundle: std::path::PathBuf::from(&request.bundle),
             stdout: path(request.stdout_path),
             stderr: path(request.stderr_path),
+            stdin: path(request.stdin_path),
+            console_socket: path(request.console_socket),
         };
         let snapshot = self
             .complete("create", id, |registry, id| async move {
