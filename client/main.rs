@@ -3,6 +3,10 @@
 //! Like runc, commands that change something print nothing on success; every error prints
 //! the daemon's message on stderr and exits 1. `health` instead follows grpc_health_probe's
 //! exit codes so scripts work with either tool.
+mod attach;
+mod exec;
+mod run;
+
 use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
@@ -106,8 +110,20 @@ enum Command {
         /// Keep this label with the container; repeatable.
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Read the container's stdin from this file or FIFO (default /dev/null).
+        #[arg(long)]
+        stdin: Option<PathBuf>,
+        /// The Unix socket a terminal's master is sent to, when config.json sets
+        /// process.terminal (runc's --console-socket).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         id: String,
     },
+    /// Create and start a container, as `runc run` does: attached to it until its init
+    /// exits (then exit with its code and delete it), or detached with -d.
+    Run(run::Args),
+    /// Run a process in a running container, attached (as `runc exec`) or with -d detached.
+    Exec(exec::Args),
     /// Start the user process of a created container.
     Start { id: String },
     /// Send a signal (name or number, default TERM) to the container's init.
@@ -157,10 +173,8 @@ enum Command {
     },
     /// Write a default config.json into the bundle directory, as `runc spec` does.
     ///
-    /// The content is runc 1.1.5's, with one change: `process.terminal` is false where runc sets
-    /// it true, because berthd cannot give a container a terminal yet; with it false the
-    /// spec runs as written once the bundle has a rootfs. An existing config.json is never
-    /// overwritten.
+    /// The content is runc 1.1.5's: `sh` on a terminal, so that `berth run` in the bundle
+    /// (once it has a rootfs) gives a shell. An existing config.json is never overwritten.
     Spec {
         /// The bundle directory (default: the current directory).
         #[arg(long, short, default_value = ".")]
@@ -275,7 +289,20 @@ async fn connect(target: &Target) -> anyhow::Result<ContainerServiceClient<Chann
     Ok(ContainerServiceClient::new(channel))
 }
 
+/// A path as the API takes it: absolute, or empty for none.
+fn path_text(path: Option<PathBuf>) -> anyhow::Result<String> {
+    Ok(match path {
+        Some(path) => std::path::absolute(&path)?.to_string_lossy().into_owned(),
+        None => String::new(),
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Run(args) => args.check_target(&cli.target)?,
+        Command::Exec(args) => args.check_target(&cli.target)?,
+        _ => {}
+    }
     let mut client = connect(&cli.target).await?;
     match cli.command {
         Command::Create {
@@ -283,16 +310,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stdout,
             stderr,
             labels,
+            stdin,
+            console_socket,
             id,
         } => {
             let bundle = std::path::absolute(&bundle)
                 .with_context(|| format!("bundle {}", bundle.display()))?;
-            let path_text = |path: Option<PathBuf>| -> anyhow::Result<String> {
-                Ok(match path {
-                    Some(path) => std::path::absolute(&path)?.to_string_lossy().into_owned(),
-                    None => String::new(),
-                })
-            };
             client
                 .create_container(proto::CreateContainerRequest {
                     id,
@@ -300,10 +323,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     stdout_path: path_text(stdout)?,
                     stderr_path: path_text(stderr)?,
                     labels: label_map(labels)?,
+                    stdin_path: path_text(stdin)?,
+                    console_socket: path_text(console_socket)?,
                     ..Default::default()
                 })
                 .await?;
         }
+        Command::Run(args) => return run::run(&mut client, args).await,
+        Command::Exec(args) => return exec::exec(&mut client, args).await,
         Command::Start { id } => {
             client
                 .start_container(proto::StartContainerRequest { id })
@@ -390,7 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", event_line(&event, json));
             }
         }
-        Command::Wait { id } => return wait(&mut client, id).await,
+        Command::Wait { id } => return Ok(ExitCode::from(wait(&mut client, id).await?)),
         Command::Ps { id, json } => {
             let pids = client
                 .list_processes(proto::ListProcessesRequest { id })
@@ -416,12 +443,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The init's exit code as this process's. berthd ends a call at its --rpc-timeout with
+/// The init's exit code, for this process's. berthd ends a call at its --rpc-timeout with
 /// CANCELLED; the exit is kept until delete, so asking again loses nothing.
-async fn wait(
-    client: &mut ContainerServiceClient<Channel>,
-    id: String,
-) -> anyhow::Result<ExitCode> {
+async fn wait(client: &mut ContainerServiceClient<Channel>, id: String) -> anyhow::Result<u8> {
     loop {
         let request = proto::WaitContainerRequest { id: id.clone() };
         match client.wait_container(request).await {
@@ -431,7 +455,7 @@ async fn wait(
                 if response.exit_unknown {
                     eprintln!("berth: container {id} exited while berthd could not see it; its exit code is unknown");
                 }
-                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)));
+                return Ok(u8::try_from(code).unwrap_or(255));
             }
             Err(status) if status.code() == tonic::Code::Cancelled => continue,
             Err(status) => return Err(status.into()),
@@ -439,8 +463,7 @@ async fn wait(
     }
 }
 
-/// runc 1.1.5's default spec (see `berth spec --help` for the difference; ociVersion is the
-/// one berthd implements), written with
+/// runc 1.1.5's default spec (with the ociVersion berthd implements), written with
 /// O_EXCL so an existing config.json is never replaced, even by a racing writer.
 fn write_spec(bundle: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
@@ -477,7 +500,7 @@ fn default_spec() -> serde_json::Value {
     json!({
         "ociVersion": OCI_VERSION,
         "process": {
-            "terminal": false,
+            "terminal": true,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": [

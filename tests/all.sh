@@ -9,7 +9,8 @@ set -eu
 cd "$(dirname "$0")/.."
 cargo test "$@"
 tests/v2-view.sh cargo test --test lifecycle --test delete --test events --test devices \
-    --test escapes --test seccomp --test userns --test runtime_spec --test processes --test exec --test labels
+    --test escapes --test seccomp --test userns --test runtime_spec --test processes --test exec --test labels \
+    --test terminal
 VM_TESTS="lifecycle delete events devices" \
 VM_TEST_ARGS="memory_and_pids_limits pause_freezes a_cgroup_that_already kill_validates \
 spec_features d10_nested d7_ kill_all_with d4_guard d8_timeout d12_failed out_of_memory \

@@ -426,6 +426,8 @@ async fn exec_processes_die_with_their_container() {
         let mut client = client.clone();
         tokio::spawn(async move { wait(&mut client, "dies", "e1").await })
     };
+    // A wait that arrives after the delete finds no container; this one is in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     daemon.delete("dies", true).await.unwrap();
     let exit = waiter.await.unwrap();
     assert_eq!(code_and_signal(&exit), (137, 9));
@@ -602,4 +604,105 @@ async fn an_exec_through_proc_self_exe_never_reaches_the_host_binary() {
         "the host's berthd changed"
     );
     daemon.delete("exe", true).await.unwrap();
+}
+
+fn berth_exec(daemon: &Daemon, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BERTH);
+    command
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("exec")
+        .args(args);
+    command
+}
+
+#[tokio::test]
+async fn berth_exec_is_attached_exits_with_the_code_and_leaves_no_record() {
+    let daemon = Daemon::start().await;
+    let (_bundle, _) = running(&daemon, "cli").await;
+    let output = berth_exec(
+        &daemon,
+        &["cli", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "out\n");
+    assert_eq!(stderr(&output), "err\n");
+    let killed = berth_exec(&daemon, &["cli", "--", "sh", "-c", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(137), "{}", stderr(&killed));
+    let mut client = daemon.client().await;
+    let listed = client
+        .list_processes(ListProcessesRequest { id: "cli".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.execs.is_empty(), "{listed:?}");
+    daemon.delete("cli", true).await.unwrap();
+}
+
+#[tokio::test]
+async fn berth_exec_forwards_stdin_with_i_and_takes_user_env_and_cwd() {
+    use std::io::Write;
+    let daemon = Daemon::start().await;
+    let (_bundle, _) = running(&daemon, "cli-i").await;
+    let mut child = berth_exec(&daemon, &["-i", "cli-i", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed-in\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "typed-in\n");
+
+    let output = berth_exec(
+        &daemon,
+        &[
+            "--user",
+            "1000:1001",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/bin",
+            "cli-i",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; echo $FOO; pwd",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "1000\n1001\nbar\n/bin\n");
+    daemon.delete("cli-i", true).await.unwrap();
+}
+
+#[tokio::test]
+async fn berth_exec_d_prints_the_pid_and_returns() {
+    let daemon = Daemon::start().await;
+    let (_bundle, init) = running(&daemon, "cli-d").await;
+    let output = berth_exec(&daemon, &["-d", "cli-d", "--", "sleep", "1000"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pid: i32 = stdout(&output).trim().parse().unwrap();
+    assert!(process_alive(pid));
+    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_eq!(ns(pid), ns(init));
+    let refused = berth_exec(&daemon, &["nosuch", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("nosuch"), "{}", stderr(&refused));
+    daemon.delete("cli-d", true).await.unwrap();
+    wait_gone(&[pid]).await;
 }

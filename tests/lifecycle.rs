@@ -427,12 +427,6 @@ async fn malformed_bundles_get_clear_errors_and_leave_nothing_behind() {
             "root.path",
         ),
         (
-            "terminal",
-            |c| c["process"]["terminal"] = true.into(),
-            Code::InvalidArgument,
-            "process.terminal is not supported",
-        ),
-        (
             "seccomp-notify",
             |c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}),
             Code::InvalidArgument,

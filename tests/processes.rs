@@ -279,9 +279,11 @@ async fn berth_spec_writes_a_bundle_berthd_creates_and_runs() {
     let path = bundle.path().join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(config["process"]["terminal"], false);
-    // Only the command changes: the rest runs as `berth spec` wrote it.
+    assert_eq!(config["process"]["terminal"], true);
+    // Only the command and its terminal change (the output goes to a file): the rest runs
+    // as `berth spec` wrote it.
     config["process"]["args"] = serde_json::json!(["sh", "-c", "echo from-spec; exit 5"]);
+    config["process"]["terminal"] = false.into();
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
 
     let out = tempfile::tempdir().unwrap();

@@ -63,7 +63,7 @@ fn an_unreachable_daemon_gives_the_probe_exit_codes() {
 }
 
 #[test]
-fn spec_writes_runcs_defaults_without_a_terminal_and_never_overwrites() {
+fn spec_writes_runcs_defaults_and_never_overwrites() {
     let bundle = tempfile::tempdir().unwrap();
     let spec = || {
         Command::new(BERTH)
@@ -81,7 +81,7 @@ fn spec_writes_runcs_defaults_without_a_terminal_and_never_overwrites() {
     let path = bundle.path().join("config.json");
     let written = std::fs::read_to_string(&path).unwrap();
     let config: serde_json::Value = serde_json::from_str(&written).unwrap();
-    assert_eq!(config["process"]["terminal"], false);
+    assert_eq!(config["process"]["terminal"], true);
     assert_eq!(config["process"]["args"], serde_json::json!(["sh"]));
     assert_eq!(
         config["root"],

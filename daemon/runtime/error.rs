@@ -141,6 +141,9 @@ pub enum Error {
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
 
+    #[error(transparent)]
+    Stdio(#[from] crate::stdio::StdioError),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -41,6 +41,8 @@ pub struct InitConfig {
     pub hook_timeouts: crate::hooks::HookTimeouts,
     /// linux.seccomp, compiled by berthd at create.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// Where the terminal's master goes, for a process with `process.terminal`.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// An exec process: it joins every namespace of the container's init.

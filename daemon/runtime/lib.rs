@@ -22,4 +22,5 @@ pub mod spec_support;
 pub mod state;
 pub mod state_dir;
 pub mod status;
+pub mod stdio;
 pub mod userns;

@@ -57,9 +57,6 @@ pub(crate) fn check_supported(spec: &Spec, config: &Path) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(invalid(config, "process.args is empty"));
     }
-    if process.terminal().unwrap_or(false) {
-        return Err(unsupported("process.terminal"));
-    }
     check_process_tuning(process)?;
     let linux = spec
         .linux()

@@ -108,7 +108,8 @@ fn code_of(error: &Error) -> Code {
         }
         | Error::Label(_)
         | Error::Rdt(RdtError::InvalidClosId { .. })
-        | Error::Hook(HookError::InvalidTimeout { .. }) => Code::InvalidArgument,
+        | Error::Hook(HookError::InvalidTimeout { .. })
+        | Error::Stdio(_) => Code::InvalidArgument,
         Error::NotFound { .. } | Error::BundleNotFound { .. } | Error::ExecNotFound { .. } => {
             Code::NotFound
         }
@@ -381,6 +382,8 @@ impl ContainerService for Api {
             ("bundle", &request.bundle),
             ("stdout_path", &request.stdout_path),
             ("stderr_path", &request.stderr_path),
+            ("stdin_path", &request.stdin_path),
+            ("console_socket", &request.console_socket),
         ] {
             if path.len() > MAX_PATH {
                 return Err(Status::invalid_argument(format!(
@@ -396,6 +399,8 @@ impl ContainerService for Api {
             stdout: path(request.stdout_path),
             stderr: path(request.stderr_path),
             labels,
+            stdin: path(request.stdin_path),
+            console_socket: path(request.console_socket),
         };
         let snapshot = self
             .complete("create", id, |registry, id| async move {

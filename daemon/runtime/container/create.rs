@@ -35,6 +35,7 @@ use crate::{
     seccomp,
     spec_support::{self, invalid},
     state::{ContainerState, SCHEMA_VERSION},
+    stdio,
 };
 
 /// What the other registered containers hold, as a create's claim found it: an undone
@@ -53,6 +54,8 @@ pub struct CreateRequest {
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
     pub labels: Labels,
+    pub stdin: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
 }
 
 /// A bundle that passed every check that needs no kernel resource.
@@ -61,7 +64,12 @@ struct Bundle {
     spec: Spec,
     rootfs: PathBuf,
     seccomp: Option<seccomp::Program>,
+    /// Where the terminal goes, checked against the spec's `process.terminal`.
+    console_socket: Option<PathBuf>,
 }
+
+/// The init's stdin, stdout and stderr.
+type Streams = (Stdio, Stdio, Stdio);
 
 fn load_bundle(dir: &Path) -> Result<Bundle> {
     if !dir.is_absolute() {
@@ -131,6 +139,7 @@ fn load_bundle(dir: &Path) -> Result<Bundle> {
         spec,
         rootfs,
         seccomp,
+        console_socket: None,
     })
 }
 
@@ -189,33 +198,6 @@ fn shares_pid_namespace(spec: &Spec) -> bool {
         .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
 }
 
-pub(super) fn open_output(path: &Option<PathBuf>, what: &str) -> Result<Stdio> {
-    match path {
-        None => Ok(Stdio::null()),
-        Some(path) if !path.is_absolute() => {
-            Err(invalid(path, format!("{what} path must be absolute")))
-        }
-        Some(path) => {
-            // Non-blocking, so a FIFO nobody reads fails at once instead of pinning a
-            // runtime thread; the container then gets an ordinary blocking file.
-            let file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)
-                .map_err(|e| invalid(path, format!("cannot open {what}: {e}")))?;
-            let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
-                .context(|| format!("fcntl {}", path.display()))?;
-            let blocking =
-                nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
-            nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking))
-                .context(|| format!("fcntl {}", path.display()))?;
-            Ok(file.into())
-        }
-    }
-}
-
 impl Container {
     /// Creates the container, its init waiting for StartContainer. A create that fails and
     /// cannot undo what it made hands the container back with the error, so the registry
@@ -235,16 +217,24 @@ impl Container {
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
         // The bundle is read from disk and its seccomp profile compiled: off the runtime.
-        let (bundle, stdout, stderr) = blocking::run(move || -> Result<_> {
+        let (bundle, stdio) = blocking::run(move || -> Result<_> {
+            let mut bundle = load_bundle(&request.bundle)?;
+            let streams = [&request.stdin, &request.stdout, &request.stderr].map(Option::as_deref);
+            let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal());
+            stdio::check_console(
+                terminal.unwrap_or(false),
+                request.console_socket.as_deref(),
+                streams,
+            )?;
+            bundle.console_socket = request.console_socket;
             Ok((
-                load_bundle(&request.bundle)?,
-                open_output(&request.stdout, "stdout")?,
-                open_output(&request.stderr, "stderr")?,
+                bundle,
+                stdio::open_stdio(streams[0], streams[1], streams[2])?,
             ))
         })
         .await
         .map_err(no_leftover)?;
-        Self::create_from(runtime, id, bundle, request.labels, stdout, stderr, claim).await
+        Self::create_from(runtime, id, bundle, request.labels, stdio, claim).await
     }
 
     async fn create_from(
@@ -252,8 +242,7 @@ impl Container {
         id: ContainerId,
         bundle: Bundle,
         labels: Labels,
-        stdout: Stdio,
-        stderr: Stdio,
+        stdio: Streams,
         claim: impl FnOnce(&mut cgroups::Plan, Option<&mut RdtGroup>) -> Result<Others>,
     ) -> std::result::Result<Self, (Error, Option<Self>)> {
         let no_leftover = |error: Error| (error, None);
@@ -344,7 +333,7 @@ impl Container {
         .map_err(no_leftover)?;
         fault::point("after-state-written");
         let mut container = Container::load(id, dir, Record::Valid(state), runtime.cgroups.clone());
-        match container.build(runtime, &bundle, stdout, stderr).await {
+        match container.build(runtime, &bundle, stdio).await {
             Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
@@ -359,13 +348,7 @@ impl Container {
         }
     }
 
-    async fn build(
-        &mut self,
-        runtime: &Runtime,
-        bundle: &Bundle,
-        stdout: Stdio,
-        stderr: Stdio,
-    ) -> Result<()> {
+    async fn build(&mut self, runtime: &Runtime, bundle: &Bundle, stdio: Streams) -> Result<()> {
         let state = self
             .state()
             .expect("a new container's record is valid")
@@ -397,8 +380,9 @@ impl Container {
             blocking::run(move || rdt::create(&group, &rdt)).await?;
         }
 
+        let (stdin, stdout, stderr) = stdio;
         let (helper_pid, mut channel) = self
-            .spawn_helper(runtime, Stdio::null(), stdout, stderr, None)
+            .spawn_helper(runtime, stdin, stdout, stderr, None)
             .await?;
         channel
             .send(&Task::Create(Box::new(InitConfig {
@@ -408,6 +392,7 @@ impl Container {
                 cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
                 hook_timeouts: runtime.hook_timeouts,
                 seccomp: bundle.seccomp.clone(),
+                console_socket: bundle.console_socket.clone(),
             })))
             .await?;
 

@@ -1,23 +1,21 @@
 //! Exec processes: ExecProcess records one in state.json, StartProcess runs it through the
 //! helper in its exec mode (the same sealed copy of berthd create uses), KillProcess
 //! signals it through its pidfd, DeleteProcess forgets it once it has exited.
-use std::{
-    fs::OpenOptions, os::unix::fs::OpenOptionsExt, path::PathBuf, process::Stdio, sync::Arc,
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use oci_spec::runtime::Process;
 use tokio::sync::oneshot;
 
-use super::{create::open_output, exit_record, kill::check_signal, Container, Runtime, Status};
+use super::{exit_record, kill::check_signal, Container, Runtime, Status};
 use crate::{
     blocking,
     error::{Error, IoContext, Result},
     helper::{ExecConfig, Report, Task},
     id::ExecId,
     process::{ExitStatus, InitProcess, Pidfd},
-    spec_support::{self, invalid},
+    spec_support,
     state::{self, ExecRecord, ExitRecord},
+    stdio::{check_console, open_stdio, StdioError},
 };
 
 /// How many exec records a container keeps. Kubernetes runs exec probes every few seconds
@@ -91,44 +89,13 @@ impl Started {
     }
 }
 
-/// Opened without blocking: a FIFO with no writer yet must not pin a runtime thread.
-fn open_input(path: &Option<PathBuf>) -> Result<Stdio> {
-    let Some(path) = path else {
-        return Ok(Stdio::null());
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| invalid(path, format!("cannot open stdin: {e}")))?;
-    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
-        .context(|| format!("fcntl {}", path.display()))?;
-    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking))
-        .context(|| format!("fcntl {}", path.display()))?;
-    Ok(file.into())
-}
-
+/// A terminal comes with a console socket, and with no other stream. The socket itself is
+/// checked when the process starts: containerd makes it only then.
 fn check_stdio(stdio: &state::Stdio, process: &Process) -> Result<()> {
-    for (what, path) in [
-        ("stdin_path", &stdio.stdin),
-        ("stdout_path", &stdio.stdout),
-        ("stderr_path", &stdio.stderr),
-        ("console_socket", &stdio.console_socket),
-    ] {
-        if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
-            return Err(invalid(path, format!("{what} must be an absolute path")));
-        }
-    }
-    match (process.terminal().unwrap_or(false), &stdio.console_socket) {
-        (true, None) => Err(Error::InvalidConfig {
-            field: "process.terminal".into(),
-            reason: "a terminal needs a console socket to send its master to".into(),
-        }),
-        (false, Some(_)) => Err(Error::InvalidConfig {
-            field: "console_socket".into(),
-            reason: "given for a process without process.terminal".into(),
-        }),
+    let terminal = process.terminal().unwrap_or(false);
+    match (terminal, &stdio.console_socket) {
+        (true, None) => Err(StdioError::TerminalWithoutSocket.into()),
+        (false, Some(_)) => Err(StdioError::SocketWithoutTerminal.into()),
         _ => Ok(()),
     }
 }
@@ -267,13 +234,20 @@ impl Container {
             .and_then(|state| state.init)
             .expect("a created or running container has an init");
         let (stdio, dir) = (record.stdio.clone(), self.dir.clone());
+        let terminal = record.process.terminal().unwrap_or(false);
         let (stdin, stdout, stderr, seccomp) = blocking::run(move || -> Result<_> {
-            Ok((
-                open_input(&stdio.stdin)?,
-                open_output(&stdio.stdout, "stdout")?,
-                open_output(&stdio.stderr, "stderr")?,
-                dir.load_seccomp()?,
-            ))
+            let (stdin, stdout, stderr) = (
+                stdio.stdin.as_deref(),
+                stdio.stdout.as_deref(),
+                stdio.stderr.as_deref(),
+            );
+            check_console(
+                terminal,
+                stdio.console_socket.as_deref(),
+                [stdin, stdout, stderr],
+            )?;
+            let (stdin, stdout, stderr) = open_stdio(stdin, stdout, stderr)?;
+            Ok((stdin, stdout, stderr, dir.load_seccomp()?))
         })
         .await?;
         let (_, mut channel) = self

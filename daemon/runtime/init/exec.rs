@@ -9,7 +9,7 @@ use std::{
 
 use nix::sched::CloneFlags;
 
-use super::{fork_reporting, lsm, process, tuning, Never};
+use super::{console, fork_reporting, lsm, process, tuning, Never};
 use crate::{
     error::{IoContext, Result},
     helper::{Channel, ExecConfig},
@@ -37,6 +37,12 @@ pub fn helper(channel: &mut Channel, config: ExecConfig) -> Result<Never> {
     // With the host's privileges, before a user namespace takes them away.
     process::set_oom_score_adj(&config.process)?;
     process::set_rlimits(&config.process)?;
+    // By path, in the host's mount namespace: the container cannot see it.
+    let console = config
+        .console_socket
+        .as_deref()
+        .map(console::connect)
+        .transpose()?;
     let mut mount = None;
     for (namespace, flag) in open_namespaces(&config.init)? {
         // Joined by the child: this process reads the child's start time in the host's
@@ -50,6 +56,11 @@ pub fn helper(channel: &mut Channel, config: ExecConfig) -> Result<Never> {
     fork_reporting(channel, |_| {
         if let Some(mount) = mount {
             join(&mount, CloneFlags::CLONE_NEWNS)?;
+        }
+        if let Some(socket) = console {
+            // The terminal becomes the controlling one of a session of its own.
+            nix::unistd::setsid().context(|| "start a session".into())?;
+            console::attach(socket, &config.process, false)?;
         }
         become_exec_process(&config)
     })

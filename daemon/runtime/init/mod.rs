@@ -4,6 +4,7 @@
 //! the exec FIFO, and executes the user process.
 //!
 //! Every failure is reported to berthd as text, so CreateContainer fails with the cause.
+pub mod console;
 mod exec;
 mod lsm;
 mod process;
@@ -45,6 +46,8 @@ struct Held {
     /// In a user namespace, each bind mount's source, which the config now names by
     /// /proc/self/fd: kept open until the user process is executed.
     bind_sources: Vec<OwnedFd>,
+    /// Connected to the console socket, for a process with a terminal.
+    console: Option<OwnedFd>,
 }
 
 /// Entry point of `berthd init <socket fd>`; never returns.
@@ -226,6 +229,11 @@ fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<He
         .parent()
         .unwrap_or(std::path::Path::new("/"));
     let state_dir = open_path(state_dir, OFlag::O_DIRECTORY)?;
+    let console = config
+        .console_socket
+        .as_deref()
+        .map(console::connect)
+        .transpose()?;
     joins.sort_by_key(|(_, flag)| *flag != CloneFlags::CLONE_NEWUSER);
     for (fd, flag) in &joins {
         nix::sched::setns(fd, *flag).context(|| format!("join namespace {flag:?}"))?;
@@ -265,6 +273,7 @@ fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<He
         state_dir,
         rootfs,
         bind_sources,
+        console,
     })
 }
 
@@ -363,6 +372,9 @@ fn set_time_offsets(spec: &Spec) -> Result<()> {
 /// The container's init, up to the exec of the user process.
 fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Result<Never> {
     let spec = &config.spec;
+    // A session of its own, as runc gives every container: a terminal can then be its
+    // controlling terminal, and signals from berthd's terminal never reach it.
+    nix::unistd::setsid().context(|| "setsid".into())?;
     let root = rootfs::prepare(config, &held.rootfs)?;
     drop(held.rootfs);
     process::set_hostname(spec)?;
@@ -396,6 +408,10 @@ fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Res
     let user_process = config_process(spec)?;
     lsm::set_exec_labels(user_process)?;
     rootfs::pivot(root, &config.rootfs)?;
+    // Before finish, which may make / and with it /dev/console's mount point read-only.
+    if let (Some(socket), Some(process)) = (held.console, spec.process()) {
+        console::attach(socket, process, true)?;
+    }
     rootfs::finish(spec)?;
     rootfs::set_root_propagation(spec)?;
     // The state directory is open here, but cwd is resolved without magic links, so

@@ -89,12 +89,18 @@ pub fn prepare(config: &InitConfig, rootfs: &OwnedFd) -> Result<OwnedFd> {
 /// `dir`'s tree bound onto `dir` (a recursive bind), returned as the fd of the new mount:
 /// an fd of `dir` opened earlier names what the mount covers.
 fn bind_onto_itself(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
+    bind_fd(dir, dir)
+}
+
+/// Binds what `source` holds (its tree, recursively) onto what `target` holds, both named
+/// by fd so that no path is resolved again; returns the fd of the new mount.
+pub(super) fn bind_fd(source: &impl AsRawFd, target: &impl AsRawFd) -> std::io::Result<OwnedFd> {
     let empty = c"";
     // SAFETY: open_tree on a live fd with an empty NUL-terminated path and flags only.
     let tree = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
-            dir.as_raw_fd(),
+            source.as_raw_fd(),
             empty.as_ptr(),
             libc::OPEN_TREE_CLONE
                 | libc::OPEN_TREE_CLOEXEC
@@ -113,7 +119,7 @@ fn bind_onto_itself(dir: &OwnedFd) -> std::io::Result<OwnedFd> {
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            dir.as_raw_fd(),
+            target.as_raw_fd(),
             empty.as_ptr(),
             libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
         )
