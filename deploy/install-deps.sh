@@ -9,7 +9,11 @@ set -eu
 # python3 with grpcio: the tests call berthd as an outside gRPC client would.
 # libseccomp-dev: berth compiles linux.seccomp through libseccomp, linked dynamically
 # (libseccomp2, which it pulls in, is what berthd needs to run).
-packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev"
+# containerd: the containerd tests (tests/containerd.rs) run Debian's containerd 1.6 and its
+# ctr, each on private sockets and directories in a mount namespace of their own, with
+# berth's shim and with containerd's own runc shim. They never use the system's containerd
+# service (which a systemd host starts on install).
+packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev containerd"
 
 missing=""
 for package in $packages; do

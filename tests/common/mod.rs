@@ -42,59 +42,74 @@ pub const BERTH: &str = {
 /// Builds `BERTH` if it is missing or out of date, once per test binary, and panics with
 /// what to do when that fails. `cargo test` at the workspace root has already built it
 /// (this is then a no-op build of a fraction of a second), but a narrower run such as
-/// `cargo test --test foundation` builds this package's binaries only. The build goes to
-/// the target directory and profile berthd came from, with the workspace's default members
-/// (so with the same features as `cargo test`). `Daemon::start` and `Daemon::cli` call it;
-/// a test that runs `BERTH` without a daemon calls it first.
+/// `cargo test --test foundation` builds this package's binaries only. `Daemon::start` and
+/// `Daemon::cli` call it; a test that runs `BERTH` without a daemon calls it first.
 pub fn berth_cli_built() {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let profile_dir = Path::new(BERTHD).parent().expect("berthd has a directory");
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(&cargo);
-        build
-            .args(["build", "--quiet", "--bin", "berth", "--profile", profile])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .env(
-                "CARGO_TARGET_DIR",
-                profile_dir.parent().expect("a target dir"),
+    workspace_binary_built("berth");
+}
+
+/// The path of `name`, a binary of another workspace package, beside berthd (cargo gives
+/// integration tests only their own package's binaries, `CARGO_BIN_EXE_*`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    Path::new(BERTHD).with_file_name(name)
+}
+
+/// Builds the workspace binary `name` if it is missing or out of date, once per test
+/// binary. The build goes to the target directory and profile berthd came from, with the
+/// workspace's default members (so with the same features as `cargo test`).
+pub fn workspace_binary_built(name: &str) {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if built.iter().any(|done| done == name) {
+        return;
+    }
+    let profile_dir = Path::new(BERTHD).parent().expect("berthd has a directory");
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(&cargo);
+    build
+        .args(["build", "--quiet", "--bin", name, "--profile", profile])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .env(
+            "CARGO_TARGET_DIR",
+            profile_dir.parent().expect("a target dir"),
+        )
+        .stdin(Stdio::null());
+    // What cargo set for this test process only (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...):
+    // some build scripts track such variables, and seeing them would make this build
+    // redo what `cargo test` built.
+    for (variable, _) in std::env::vars_os() {
+        let variable = variable.to_string_lossy();
+        if variable.starts_with("CARGO_PKG_")
+            || variable.starts_with("CARGO_BIN_")
+            || variable.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*variable,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
             )
-            .stdin(Stdio::null());
-        // What cargo set for this test process only (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...):
-        // some build scripts track such variables, and seeing them would make this build
-        // redo what `cargo test` built.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_BIN_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    &*name,
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                        | "OUT_DIR"
-                )
-            {
-                build.env_remove(&*name);
-            }
+        {
+            build.env_remove(&*variable);
         }
-        let built = build.status();
-        match built {
-            Ok(status) if status.success() && Path::new(BERTH).exists() => {}
-            outcome => panic!(
-                "cannot build the CLI {BERTH} with `{} build --bin berth` ({outcome:?}); \
-                 run `cargo test` (or `cargo build --bin berth`) at the workspace root",
-                cargo.to_string_lossy()
-            ),
-        }
-    });
+    }
+    let status = build.status();
+    match status {
+        Ok(status) if status.success() && workspace_binary(name).exists() => {}
+        outcome => panic!(
+            "cannot build {} with `{} build --bin {name}` ({outcome:?}); \
+             run `cargo test` (or `cargo build --bin {name}`) at the workspace root",
+            workspace_binary(name).display(),
+            cargo.to_string_lossy()
+        ),
+    }
+    built.push(name.to_owned());
 }
 
 /// A berthd process on its own state root, socket and cgroup parent. Dropping it
@@ -107,6 +122,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Unique per daemon, so tests running in parallel never share cgroups.
     pub cgroup_parent: String,
+    /// The mount namespace (`/proc/PID/ns/mnt`) berthd runs in; the test's own when None.
+    pub mount_namespace: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -118,6 +135,17 @@ impl Daemon {
 
     /// Lets the test fill the state root before the daemon loads it.
     pub async fn start_with(prepare: impl FnOnce(&Path), extra_args: &[&str]) -> Self {
+        Self::start_in(None, prepare, extra_args).await
+    }
+
+    /// As `start_with`, with berthd in the mount namespace `mount_namespace`
+    /// (`/proc/PID/ns/mnt`), as the containerd tests need: there it sees the rootfs mounts
+    /// containerd's shim makes.
+    pub async fn start_in(
+        mount_namespace: Option<PathBuf>,
+        prepare: impl FnOnce(&Path),
+        extra_args: &[&str],
+    ) -> Self {
         berth_cli_built();
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
@@ -137,6 +165,7 @@ impl Daemon {
             root,
             dir,
             cgroup_parent,
+            mount_namespace,
             child: None,
         };
         daemon.spawn(extra_args);
@@ -154,7 +183,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BERTHD)
+        let mut command = Command::new(BERTHD);
+        if let Some(namespace) = &self.mount_namespace {
+            enter_mount_namespace(&mut command, namespace);
+        }
+        let child = command
             .arg("--root")
             .arg(&self.root)
             .arg("--socket")
@@ -388,6 +421,23 @@ impl Drop for Daemon {
         for dir in cgroup_dirs(&self.cgroup_parent) {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+/// Makes `command` run in the mount namespace `namespace` (`/proc/PID/ns/mnt`).
+pub fn enter_mount_namespace(command: &mut Command, namespace: &Path) {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let namespace = std::fs::File::open(namespace)
+        .unwrap_or_else(|e| panic!("open {}: {e}", namespace.display()));
+    // SAFETY: setns is async-signal-safe; the child is single-threaded between fork and
+    // exec, as entering a mount namespace requires. The file stays open in the closure.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
