@@ -3,6 +3,8 @@
 //! Like runc, commands that change something print nothing on success; every error prints
 //! the daemon's message on stderr and exits 1. `health` instead follows grpc_health_probe's
 //! exit codes so scripts work with either tool.
+mod usage;
+
 use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
@@ -149,6 +151,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change the cgroup limits of a created, running or paused container, as `runc update`
+    /// does; the values given replace the container's, the rest stay.
+    Update(usage::UpdateArgs),
+    /// Print the usage the containers' cgroups count, one line per container (like
+    /// `docker stats --no-stream`; the memory shown is the working set).
+    Stats(usage::StatsArgs),
     /// Write a default config.json into the bundle directory, as `runc spec` does.
     ///
     /// The content is runc 1.1.5's, with one change: `process.terminal` is false where runc sets
@@ -376,6 +384,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Update(args) => usage::update(&mut client, args).await?,
+        Command::Stats(args) => usage::stats(&mut client, args).await?,
         Command::Health { .. }
         | Command::Completions { .. }
         | Command::Man { .. }

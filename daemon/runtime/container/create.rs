@@ -327,6 +327,7 @@ impl Container {
             rdt,
             hooks: bundle.spec.hooks().clone(),
             frozen_to_kill: false,
+            resources: linux.resources().clone().map(Box::new),
         };
         let (made, saved) = (dir.clone(), state.clone());
         blocking::run(move || {

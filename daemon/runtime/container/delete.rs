@@ -293,6 +293,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            resources: None,
         };
         Container::load(
             ContainerId::parse("c1").unwrap(),

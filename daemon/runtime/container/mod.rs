@@ -6,6 +6,7 @@ mod kill;
 mod pause;
 mod processes;
 mod start;
+mod update;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
@@ -389,6 +390,7 @@ mod tests {
             rdt: None,
             hooks: None,
             frozen_to_kill: false,
+            resources: None,
         };
         let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
         let container = Container::load(id, dir, Record::Valid(state), fake);
