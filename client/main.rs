@@ -6,6 +6,7 @@
 mod attach;
 mod exec;
 mod run;
+mod usage;
 
 use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
 
@@ -171,6 +172,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change the cgroup limits of a created, running or paused container, as `runc update`
+    /// does; the values given replace the container's, the rest stay.
+    Update(usage::UpdateArgs),
+    /// Print the usage the containers' cgroups count, one line per container (like
+    /// `docker stats --no-stream`; the memory shown is the working set).
+    Stats(usage::StatsArgs),
     /// Write a default config.json into the bundle directory, as `runc spec` does.
     ///
     /// The content is runc 1.1.5's: `sh` on a terminal, so that `berth run` in the bundle
@@ -433,6 +440,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Update(args) => usage::update(&mut client, args).await?,
+        Command::Stats(args) => usage::stats(&mut client, args).await?,
         Command::Health { .. }
         | Command::Completions { .. }
         | Command::Man { .. }

@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 cargo test "$@"
 tests/v2-view.sh cargo test --test lifecycle --test delete --test events --test devices \
     --test escapes --test seccomp --test userns --test runtime_spec --test processes --test exec --test labels \
-    --test terminal
-VM_TESTS="lifecycle delete events devices" \
+    --test terminal --test resources
+VM_TESTS="lifecycle delete events devices resources" \
 VM_TEST_ARGS="memory_and_pids_limits pause_freezes a_cgroup_that_already kill_validates \
 spec_features d10_nested d7_ kill_all_with d4_guard d8_timeout d12_failed out_of_memory \
-allowlist" \
+allowlist an_update_reaches a_created_container_takes stats_count the_cli_updates" \
     tests/vm/run.sh

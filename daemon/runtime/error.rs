@@ -41,6 +41,15 @@ pub enum Error {
     #[error("invalid signal {0}: must be 1 to 64")]
     InvalidSignal(u32),
 
+    /// An UpdateResources request that cannot be taken: a value that does not parse, or a
+    /// field an update does not change.
+    #[error("cannot update container {id}: {field}: {reason}")]
+    InvalidUpdate {
+        id: String,
+        field: String,
+        reason: String,
+    },
+
     #[error("container {id}: {reason}")]
     Unavailable { id: String, reason: String },
 

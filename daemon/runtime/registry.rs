@@ -655,6 +655,23 @@ impl Registry {
         Ok(exits.get(exec_id.as_str()).cloned().flatten())
     }
 
+    /// runc update: `resources` (the JSON of a `linux.resources`) merged into the
+    /// container's, applied and persisted.
+    pub async fn update_resources(&self, id: &ContainerId, resources: &[u8]) -> Result<()> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
+            c.update_resources(resources).await
+        })
+        .await
+    }
+
+    /// The usage the container's cgroups count.
+    pub async fn stats(&self, id: &ContainerId) -> Result<cgroups::stats::Stats> {
+        self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {
+            c.stats().await
+        })
+        .await
+    }
+
     pub async fn kill(&self, id: &ContainerId, signal: u32, all: bool) -> Result<()> {
         let others = self.others_cgroups(id);
         self.with_container(id, async |c: &mut Container, _: &Runtime, _: &Events| {

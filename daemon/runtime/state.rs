@@ -68,6 +68,11 @@ pub struct ContainerState {
     /// cleared after; found set at load, the cgroup is thawed.
     #[serde(default)]
     pub frozen_to_kill: bool,
+    /// The container's `linux.resources` as last applied: config.json's at create, then each
+    /// UpdateResources merged in, so an update after a restart of berthd starts from what the
+    /// kernel holds. Absent in files of older berths (an update then starts from nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Box<oci_spec::runtime::LinuxResources>>,
     /// The labels given at create (checked by `labels`); absent in files of older berths.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -244,6 +249,10 @@ mod tests {
             frozen_to_kill: false,
             execs: BTreeMap::new(),
             labels: BTreeMap::from([("owner".into(), "ns/pod".into())]),
+            resources: Some(Box::new(
+                serde_json::from_str(r#"{"memory": {"limit": 67108864}, "pids": {"limit": 32}}"#)
+                    .unwrap(),
+            )),
         }
     }
 
@@ -272,6 +281,10 @@ mod tests {
         .unwrap();
         let state = ContainerState::load(&path).unwrap().unwrap();
         assert!(state.init.is_none() && state.cgroup_dirs.is_empty() && state.labels.is_empty());
+        assert!(
+            state.resources.is_none(),
+            "a file of an older berth has no resources"
+        );
         assert!(
             state.boot_id.is_none(),
             "a file of an older berth has no boot id"

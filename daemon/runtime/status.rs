@@ -83,6 +83,11 @@ impl Status {
         self == Status::Paused
     }
 
+    /// runc update's rule: limits change while there is an init in the cgroups.
+    pub fn can_update(self) -> bool {
+        matches!(self, Status::Created | Status::Running | Status::Paused)
+    }
+
     /// runc's guard: a running or paused container goes only with force; a created one is
     /// killed first; force also sweeps what a dead init of a shared PID namespace left.
     /// One whose init berthd cannot check goes only with force, which kills what its
@@ -155,6 +160,7 @@ mod tests {
         assert_eq!(which(Status::can_kill), [Created, Running, Paused]);
         assert_eq!(which(Status::can_pause), [Created, Running]);
         assert_eq!(which(Status::can_resume), [Paused]);
+        assert_eq!(which(Status::can_update), [Created, Running, Paused]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status};
 
 use berth_runtime::{
-    cgroups::{devices::DeviceError, CgroupError},
+    cgroups::{devices::DeviceError, stats::Stats, CgroupError},
     container::{self, CreateRequest, ExecRequest, ExecSnapshot, ExecState, Snapshot},
     error::Error,
     events::{self, EventKind, Subscription},
@@ -103,6 +103,7 @@ fn code_of(error: &Error) -> Code {
         | Error::Unsupported { .. }
         | Error::InvalidConfig { .. }
         | Error::InvalidSignal(_)
+        | Error::InvalidUpdate { .. }
         | Error::InitFailed {
             caller_error: true, ..
         }
@@ -126,6 +127,7 @@ fn code_of(error: &Error) -> Code {
         Error::Cgroup(CgroupError::MissingController { .. }) => Code::FailedPrecondition,
         Error::Cgroup(
             CgroupError::InvalidResources(_)
+            | CgroupError::Refused { .. }
             | CgroupError::Devices(
                 DeviceError::InvalidRule { .. } | DeviceError::WildcardHole { .. },
             ),
@@ -253,6 +255,40 @@ fn container_of(s: Snapshot) -> proto::Container {
         exit_status: s.exit.map(exit_of),
         status_reason: s.status_reason,
         labels: s.labels.into_iter().collect(),
+    }
+}
+
+fn stats_of(stats: Stats) -> proto::ContainerStatsResponse {
+    proto::ContainerStatsResponse {
+        timestamp: Some(std::time::SystemTime::now().into()),
+        cpu: stats.cpu.map(|c| proto::CpuStats {
+            usage_total_ns: c.usage_total_ns,
+            usage_user_ns: c.usage_user_ns,
+            usage_system_ns: c.usage_system_ns,
+            periods: c.periods,
+            throttled_periods: c.throttled_periods,
+            throttled_time_ns: c.throttled_time_ns,
+        }),
+        memory: stats.memory.map(|m| proto::MemoryStats {
+            usage_bytes: m.usage_bytes,
+            limit_bytes: m.limit_bytes,
+            cache_bytes: m.cache_bytes,
+            inactive_file_bytes: m.inactive_file_bytes,
+            rss_bytes: m.rss_bytes,
+            max_usage_bytes: m.max_usage_bytes,
+            swap_usage_bytes: m.swap_usage_bytes,
+            oom_kills: m.oom_kills,
+        }),
+        pids: stats.pids.map(|p| proto::PidsStats {
+            current: p.current,
+            limit: p.limit,
+        }),
+        io: stats.io.map(|io| proto::IoStats {
+            read_bytes: io.read_bytes,
+            write_bytes: io.write_bytes,
+            read_ops: io.read_ops,
+            write_ops: io.write_ops,
+        }),
     }
 }
 
@@ -732,8 +768,14 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::UpdateResourcesRequest>,
     ) -> Result<Response<proto::UpdateResourcesResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("UpdateResources"))
+        let request = request.into_inner();
+        let id = parse_id(&request.id)?;
+        let resources = request.resources;
+        self.complete("update", id, |registry, id| async move {
+            registry.update_resources(&id, &resources).await
+        })
+        .await?;
+        Ok(Response::new(proto::UpdateResourcesResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -741,8 +783,13 @@ impl ContainerService for Api {
         &self,
         request: Request<proto::ContainerStatsRequest>,
     ) -> Result<Response<proto::ContainerStatsResponse>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("ContainerStats"))
+        let id = parse_id(&request.get_ref().id)?;
+        let stats = self
+            .registry
+            .stats(&id)
+            .await
+            .map_err(failed("read the usage"))?;
+        Ok(Response::new(stats_of(stats)))
     }
 }
 
@@ -849,6 +896,25 @@ mod tests {
                 Code::Internal,
             ),
             (Error::Cgroup(missing), Code::FailedPrecondition),
+            (
+                Error::InvalidUpdate {
+                    id: "c1".into(),
+                    field: "linux.resources.devices".into(),
+                    reason: "r".into(),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Operation {
+                    id: "c1".into(),
+                    action: "update",
+                    cause: Box::new(Error::Cgroup(CgroupError::Refused {
+                        path: PathBuf::from("/sys/fs/cgroup/c1"),
+                        reason: "linux.resources.cpu.cpus = \"0-63\": Invalid argument".into(),
+                    })),
+                },
+                Code::InvalidArgument,
+            ),
             (Error::Cgroup(busy), Code::Internal),
             (
                 Error::InitStillRunning { id: "c1".into() },

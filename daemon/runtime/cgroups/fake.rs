@@ -14,6 +14,7 @@ use super::{CgroupError, CgroupManager, ContainerMount, Layout, OomWatch, Plan, 
 pub enum Call {
     Create(Vec<PathBuf>),
     Apply,
+    Update,
     AddProcess(i32),
     SetFrozen(bool),
     RequestThaw,
@@ -65,6 +66,15 @@ impl CgroupManager for Fake {
     fn apply(&self, _: &[PathBuf], _: Option<&oci_spec::runtime::LinuxResources>) -> Result<()> {
         self.record(Call::Apply);
         Ok(())
+    }
+
+    fn update(&self, _: &[PathBuf], _: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.record(Call::Update);
+        Ok(())
+    }
+
+    fn stats(&self, _: &[PathBuf]) -> Result<super::stats::Stats> {
+        Ok(Default::default())
     }
 
     fn add_process(&self, _: &[PathBuf], pid: i32) -> Result<()> {

@@ -11,8 +11,8 @@ use std::{
 use cgroups_rs::manager::Manager;
 
 use super::{
-    devices, hierarchy::Hierarchy, oom, tree, CgroupError, CgroupManager, ContainerMount, Layout,
-    OomWatch, Plan, Result,
+    devices, hierarchy::Hierarchy, oom, stats, tree, CgroupError, CgroupManager, ContainerMount,
+    Layout, OomWatch, Plan, Result,
 };
 
 #[derive(Debug)]
@@ -68,10 +68,257 @@ impl Legacy {
             .collect()
     }
 
+    /// The container's directory in the v1 hierarchy that has `controller`.
+    fn dir_with<'a>(&self, dirs: &'a [PathBuf], controller: &str) -> Option<&'a PathBuf> {
+        dirs.iter().find(|dir| {
+            self.hierarchy_of(dir)
+                .is_some_and(|h| !h.unified && h.controllers.iter().any(|c| c == controller))
+        })
+    }
+
+    /// `resources` through cgroups-rs, once every file it is to write is known to exist: a
+    /// missing one is the host's lack, named with the field that needs it.
+    fn set_resources(
+        &self,
+        dirs: &[PathBuf],
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let Some(relative) = dirs.first().and_then(|dir| {
+            let hierarchy = self.hierarchy_of(dir)?;
+            dir.strip_prefix(&hierarchy.mount_point).ok()
+        }) else {
+            return Ok(());
+        };
+        for need in needs(resources) {
+            let missing = |path: &Path, hint: String| CgroupError::MissingController {
+                field: need.field.to_owned(),
+                controller: need.controller.to_owned(),
+                path: path.to_owned(),
+                hint,
+            };
+            match self.dir_with(dirs, need.controller) {
+                None => return Err(missing(relative, " (no cgroup v1 hierarchy has it)".into())),
+                Some(dir) if need.file.is_some_and(|file| !dir.join(file).exists()) => {
+                    return Err(missing(
+                        dir,
+                        format!(" (it has no {})", need.file.unwrap_or_default()),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let path = relative.to_string_lossy();
+        cgroups_rs::manager::FsManager::new(&path)
+            .and_then(|mut manager| manager.set(resources))
+            .map_err(|e| {
+                let path = relative.to_owned();
+                match kernel_refusal(&e) {
+                    Some(reason) => CgroupError::Refused { path, reason },
+                    None => CgroupError::Resources {
+                        path,
+                        reason: e.to_string(),
+                    },
+                }
+            })
+    }
+
     fn unified_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a PathBuf> {
         dirs.iter()
             .find(|dir| self.hierarchy_of(dir).is_some_and(|h| h.unified))
     }
+}
+
+/// A field of `linux.resources` that cgroups-rs writes to `file` of `controller`'s hierarchy.
+struct Need {
+    field: &'static str,
+    controller: &'static str,
+    /// `None` where the file depends on the value (hugetlb's page sizes).
+    file: Option<&'static str>,
+}
+
+/// What `resources` makes cgroups-rs write: the fields it acts on (a 0 it skips is no need).
+fn needs(resources: &oci_spec::runtime::LinuxResources) -> Vec<Need> {
+    let mut found = Vec::new();
+    let mut need = |set: bool, field, controller, file| {
+        if set {
+            found.push(Need {
+                field,
+                controller,
+                file,
+            });
+        }
+    };
+    if let Some(m) = resources.memory() {
+        let (limit, swap) = (m.limit().unwrap_or(0), m.swap().unwrap_or(0));
+        need(
+            limit != 0,
+            "linux.resources.memory.limit",
+            "memory",
+            Some("memory.limit_in_bytes"),
+        );
+        // Unlimited memory with swap left out sets swap unlimited too.
+        need(
+            swap != 0 || limit == -1,
+            "linux.resources.memory.swap",
+            "memory",
+            Some("memory.memsw.limit_in_bytes"),
+        );
+        need(
+            m.reservation().is_some(),
+            "linux.resources.memory.reservation",
+            "memory",
+            Some("memory.soft_limit_in_bytes"),
+        );
+        need(
+            m.swappiness().is_some(),
+            "linux.resources.memory.swappiness",
+            "memory",
+            Some("memory.swappiness"),
+        );
+        need(
+            m.disable_oom_killer() == Some(true),
+            "linux.resources.memory.disableOOMKiller",
+            "memory",
+            Some("memory.oom_control"),
+        );
+    }
+    if let Some(c) = resources.cpu() {
+        need(
+            c.shares().unwrap_or(0) != 0,
+            "linux.resources.cpu.shares",
+            "cpu",
+            Some("cpu.shares"),
+        );
+        need(
+            c.quota().is_some(),
+            "linux.resources.cpu.quota",
+            "cpu",
+            Some("cpu.cfs_quota_us"),
+        );
+        need(
+            c.period().is_some(),
+            "linux.resources.cpu.period",
+            "cpu",
+            Some("cpu.cfs_period_us"),
+        );
+        need(
+            c.realtime_runtime().is_some(),
+            "linux.resources.cpu.realtimeRuntime",
+            "cpu",
+            Some("cpu.rt_runtime_us"),
+        );
+        need(
+            c.realtime_period().is_some(),
+            "linux.resources.cpu.realtimePeriod",
+            "cpu",
+            Some("cpu.rt_period_us"),
+        );
+        need(
+            c.cpus().is_some(),
+            "linux.resources.cpu.cpus",
+            "cpuset",
+            Some("cpuset.cpus"),
+        );
+        need(
+            c.mems().is_some(),
+            "linux.resources.cpu.mems",
+            "cpuset",
+            Some("cpuset.mems"),
+        );
+    }
+    need(
+        resources.pids().is_some(),
+        "linux.resources.pids.limit",
+        "pids",
+        Some("pids.max"),
+    );
+    if let Some(b) = resources.block_io() {
+        need(
+            b.weight().is_some(),
+            "linux.resources.blockIO.weight",
+            "blkio",
+            Some("blkio.weight"),
+        );
+        need(
+            b.leaf_weight().is_some(),
+            "linux.resources.blockIO.leafWeight",
+            "blkio",
+            Some("blkio.leaf_weight"),
+        );
+        need(
+            b.weight_device().as_ref().is_some_and(|l| !l.is_empty()),
+            "linux.resources.blockIO.weightDevice",
+            "blkio",
+            Some("blkio.weight_device"),
+        );
+        for (list, field, file) in [
+            (
+                b.throttle_read_bps_device(),
+                "linux.resources.blockIO.throttleReadBpsDevice",
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "linux.resources.blockIO.throttleWriteBpsDevice",
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "linux.resources.blockIO.throttleReadIOPSDevice",
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "linux.resources.blockIO.throttleWriteIOPSDevice",
+                "blkio.throttle.write_iops_device",
+            ),
+        ] {
+            need(
+                list.as_ref().is_some_and(|l| !l.is_empty()),
+                field,
+                "blkio",
+                Some(file),
+            );
+        }
+    }
+    need(
+        resources
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|l| !l.is_empty()),
+        "linux.resources.hugepageLimits",
+        "hugetlb",
+        None,
+    );
+    if let Some(n) = resources.network() {
+        need(
+            n.class_id().is_some(),
+            "linux.resources.network.classID",
+            "net_cls",
+            Some("net_cls.classid"),
+        );
+        need(
+            n.priorities().as_ref().is_some_and(|p| !p.is_empty()),
+            "linux.resources.network.priorities",
+            "net_prio",
+            Some("net_prio.ifpriomap"),
+        );
+    }
+    found
+}
+
+/// When cgroups-rs failed because the kernel refused a value it wrote: which, where, and
+/// the kernel's answer.
+fn kernel_refusal(error: &cgroups_rs::manager::Error) -> Option<String> {
+    use cgroups_rs::fs::error::ErrorKind;
+    let cgroups_rs::manager::Error::Cgroupfs(error) = error else {
+        return None;
+    };
+    let ErrorKind::WriteFailed(file, value) = error.kind() else {
+        return None;
+    };
+    let answer = std::error::Error::source(error)?.downcast_ref::<std::io::Error>()?;
+    super::refused_value(answer).then(|| format!("{value:?} in {file}: {answer}"))
 }
 
 /// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and refuses processes
@@ -115,21 +362,8 @@ impl CgroupManager for Legacy {
         dirs: &[PathBuf],
         resources: Option<&oci_spec::runtime::LinuxResources>,
     ) -> Result<()> {
-        let Some(relative) = dirs.first().and_then(|dir| {
-            let hierarchy = self.hierarchy_of(dir)?;
-            dir.strip_prefix(&hierarchy.mount_point).ok()
-        }) else {
-            return Ok(());
-        };
         if let Some(resources) = resources {
-            let path = relative.to_string_lossy();
-            let resources_error = |e: cgroups_rs::manager::Error| CgroupError::Resources {
-                path: relative.to_owned(),
-                reason: e.to_string(),
-            };
-            cgroups_rs::manager::FsManager::new(&path)
-                .and_then(|mut manager| manager.set(resources))
-                .map_err(resources_error)?;
+            self.set_resources(dirs, resources)?;
         }
         // After the config's rules, as runc does: the defaults cannot be taken away.
         for dir in dirs {
@@ -142,6 +376,27 @@ impl CgroupManager for Legacy {
             }
         }
         Ok(())
+    }
+
+    fn update(
+        &self,
+        dirs: &[PathBuf],
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let mut without_devices = resources.clone();
+        without_devices.set_devices(None);
+        self.set_resources(dirs, &without_devices)
+    }
+
+    fn stats(&self, dirs: &[PathBuf]) -> Result<stats::Stats> {
+        let dir = |controller| self.dir_with(dirs, controller).cloned();
+        stats::v1(&stats::V1Dirs {
+            cpu: dir("cpu"),
+            cpuacct: dir("cpuacct"),
+            memory: dir("memory"),
+            pids: dir("pids"),
+            blkio: dir("blkio"),
+        })
     }
 
     fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod fake;
 mod hierarchy;
 mod legacy;
 mod oom;
+pub mod stats;
 mod tree;
 mod unified;
 mod v2_resources;
@@ -78,6 +79,17 @@ pub enum CgroupError {
     },
     #[error("apply linux.resources to cgroup {}: {reason}", path.display())]
     Resources { path: PathBuf, reason: String },
+    /// The kernel refused a value of the request (EINVAL, ERANGE): a CPU list naming CPUs
+    /// the parent lacks, a quota beyond its limits.
+    #[error("apply linux.resources to cgroup {}: the kernel refused {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
+    /// A usage file whose content is not what the kernel documents.
+    #[error("cgroup file {}: {source}", path.display())]
+    Unparsable {
+        path: PathBuf,
+        #[source]
+        source: v2_resources::ParseError,
+    },
     #[error("cgroup {}: no freezer", path.display())]
     NoFreezer { path: PathBuf },
     #[error("cgroup {}: the kernel did not report {state} in time", path.display())]
@@ -137,6 +149,16 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
         resources: Option<&oci_spec::runtime::LinuxResources>,
     ) -> Result<()>;
 
+    /// Changes the limits of a container that exists, as `runc update` does: what `apply`
+    /// writes, without the device rules (an update never takes them, and rewriting them on
+    /// v1 would deny every device for a moment, since the rules begin by denying all).
+    fn update(&self, dirs: &[PathBuf], resources: &oci_spec::runtime::LinuxResources)
+        -> Result<()>;
+
+    /// The usage the kernel counts for the container; figures the host has no controller
+    /// for are absent.
+    fn stats(&self, dirs: &[PathBuf]) -> Result<stats::Stats>;
+
     fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()>;
 
     /// Every process in the container's trees, in every hierarchy. `others` (here and
@@ -171,6 +193,18 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>>;
 
     fn container_mount(&self, dirs: &[PathBuf]) -> ContainerMount;
+}
+
+/// The checks of `linux.resources` that need no host: bad values named by field (the same
+/// on every layout, as they are the kernel's rules on both).
+pub fn validate(resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    v2_resources::writes_for_host(resources, &v2_resources::HostInfo::default())?;
+    Ok(())
+}
+
+/// Whether an error from a write is the kernel refusing the value written.
+fn refused_value(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EINVAL | libc::ERANGE))
 }
 
 /// The manager for this host's layout, read from /proc/self/mountinfo.

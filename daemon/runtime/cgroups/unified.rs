@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    devices, oom, tree, v2_resources, CgroupError, CgroupManager, ContainerMount, Layout, OomWatch,
-    Plan, Result,
+    devices, oom, stats, tree, v2_resources, CgroupError, CgroupManager, ContainerMount, Layout,
+    OomWatch, Plan, Result,
 };
 
 #[derive(Debug)]
@@ -71,6 +71,56 @@ fn missing_controller_hint(dir: &Path) -> String {
     }
 }
 
+/// `linux.resources` as runc 1.1's v2 driver writes it, after checking that `dir` has
+/// every controller the writes need.
+fn write_resources(dir: &Path, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let host = v2_resources::HostInfo {
+        io_weight: if v2_resources::needs_io_weight_probe(resources) {
+            v2_resources::io_weight_backend(
+                fs::read_to_string(dir.join("io.bfq.weight"))
+                    .ok()
+                    .as_deref(),
+            )
+        } else {
+            Default::default()
+        },
+    };
+    let writes = v2_resources::writes_for_host(resources, &host)?;
+    for field in v2_resources::ignored_fields(resources, &host) {
+        tracing::warn!(field, cgroup = %dir.display(), "not applied on cgroup v2, as with runc");
+    }
+    let available = read(&dir.join("cgroup.controllers"));
+    let available = v2_resources::parse_controllers(&available);
+    if let Some(write) = writes.iter().find(|w| {
+        w.controller
+            .as_deref()
+            .is_some_and(|c| !available.contains(&c))
+    }) {
+        return Err(CgroupError::MissingController {
+            field: write.origin.clone(),
+            controller: write.controller.clone().unwrap_or_default(),
+            path: dir.to_owned(),
+            hint: missing_controller_hint(dir),
+        });
+    }
+    for write in &writes {
+        let path = dir.join(&write.file);
+        match fs::write(&path, &write.value) {
+            Ok(()) => {}
+            Err(e) if write.optional && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                let reason = format!("{} = {:?}: {source}", write.origin, write.value);
+                return Err(if super::refused_value(&source) {
+                    CgroupError::Refused { path, reason }
+                } else {
+                    CgroupError::Resources { path, reason }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl CgroupManager for Unified {
     fn layout(&self) -> Layout {
         Layout::Unified
@@ -107,48 +157,7 @@ impl CgroupManager for Unified {
             return Ok(());
         };
         if let Some(resources) = resources {
-            let host = v2_resources::HostInfo {
-                io_weight: if v2_resources::needs_io_weight_probe(resources) {
-                    v2_resources::io_weight_backend(
-                        fs::read_to_string(dir.join("io.bfq.weight"))
-                            .ok()
-                            .as_deref(),
-                    )
-                } else {
-                    Default::default()
-                },
-            };
-            let writes = v2_resources::writes_for_host(resources, &host)?;
-            for field in v2_resources::ignored_fields(resources, &host) {
-                tracing::warn!(field, cgroup = %dir.display(), "not applied on cgroup v2, as with runc");
-            }
-            let available = read(&dir.join("cgroup.controllers"));
-            let available = v2_resources::parse_controllers(&available);
-            if let Some(write) = writes.iter().find(|w| {
-                w.controller
-                    .as_deref()
-                    .is_some_and(|c| !available.contains(&c))
-            }) {
-                return Err(CgroupError::MissingController {
-                    field: write.origin.clone(),
-                    controller: write.controller.clone().unwrap_or_default(),
-                    path: dir.clone(),
-                    hint: missing_controller_hint(dir),
-                });
-            }
-            for write in &writes {
-                let path = dir.join(&write.file);
-                match fs::write(&path, &write.value) {
-                    Ok(()) => {}
-                    Err(e) if write.optional && e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(CgroupError::Resources {
-                            path,
-                            reason: format!("{} = {:?}: {source}", write.origin, write.value),
-                        })
-                    }
-                }
-            }
+            write_resources(dir, resources)?;
         }
         let config_rules = resources
             .and_then(|r| r.devices().as_deref())
@@ -156,6 +165,24 @@ impl CgroupManager for Unified {
         let rules = devices::with_defaults(&devices::rules_from_oci(config_rules)?, &[]);
         devices::apply(dir, &rules)?;
         Ok(())
+    }
+
+    fn update(
+        &self,
+        dirs: &[PathBuf],
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        match dirs.first() {
+            Some(dir) => write_resources(dir, resources),
+            None => Ok(()),
+        }
+    }
+
+    fn stats(&self, dirs: &[PathBuf]) -> Result<stats::Stats> {
+        match dirs.first() {
+            Some(dir) => stats::v2(dir),
+            None => Ok(stats::Stats::default()),
+        }
     }
 
     fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()> {

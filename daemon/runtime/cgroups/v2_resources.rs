@@ -33,6 +33,11 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, Lin
 /// documented default, in microseconds).
 pub const DEFAULT_CPU_PERIOD: u64 = 100_000;
 
+/// The CFS bandwidth the kernel takes (`tg_set_cfs_bandwidth`, v1 and v2 alike), in
+/// microseconds: a period of 1 ms to 1 s, a quota of at least 1 ms.
+pub const CPU_PERIOD_RANGE: std::ops::RangeInclusive<u64> = 1000..=1_000_000;
+pub const CPU_QUOTA_MIN: i64 = 1000;
+
 /// Valid range of `linux.resources.cpu.shares` under runc 1.1's linear
 /// mapping: anything outside maps to a `cpu.weight` outside 1..=10000, which
 /// the kernel rejects.
@@ -112,7 +117,7 @@ pub enum Error {
     MemoryReservation(i64),
     #[error(
         "linux.resources.memory.swap ({swap}) needs linux.resources.memory.limit to be a positive \
-         number of bytes (got {limit}); a swap limit cannot be set without a memory limit on cgroup v2"
+         number of bytes (got {limit}); a swap limit cannot be set without a memory limit"
     )]
     SwapWithoutLimit { swap: i64, limit: i64 },
     #[error(
@@ -122,6 +127,12 @@ pub enum Error {
     SwapBelowLimit { swap: i64, limit: i64 },
     #[error("linux.resources.cpu.shares ({0}) is outside 2..=262170 and cannot be mapped to cpu.weight (1..=10000)")]
     CpuShares(u64),
+    #[error("linux.resources.cpu.quota ({0}) is below the kernel's minimum of 1000 microseconds; -1 is no quota")]
+    CpuQuota(i64),
+    #[error(
+        "linux.resources.cpu.period ({0}) is outside the kernel's 1000..=1000000 microseconds"
+    )]
+    CpuPeriod(u64),
     #[error("linux.resources.blockIO.weight ({0}) is outside 10..=1000")]
     BlkioWeight(u16),
     #[error("{field} ({value}) is outside 10..=1000")]
@@ -454,6 +465,12 @@ fn cpu(c: &LinuxCpu, out: &mut Vec<Write>) -> Result<(), Error> {
     }
     let quota = c.quota().unwrap_or(0);
     let period = c.period().unwrap_or(0);
+    if (1..CPU_QUOTA_MIN).contains(&quota) {
+        return Err(Error::CpuQuota(quota));
+    }
+    if period != 0 && !CPU_PERIOD_RANGE.contains(&period) {
+        return Err(Error::CpuPeriod(period));
+    }
     if quota != 0 || period != 0 {
         let q = if quota > 0 {
             quota.to_string()
@@ -709,7 +726,7 @@ pub struct MemoryEvents {
 }
 
 /// Iterates "key value" lines of a flat-keyed cgroup file.
-fn key_values<'a>(
+pub(super) fn key_values<'a>(
     file: &'static str,
     text: &'a str,
 ) -> impl Iterator<Item = Result<(&'a str, u64), ParseError>> + 'a {
@@ -1023,6 +1040,17 @@ mod tests {
             pairs(&[("cpu.max", "max 250000")])
         );
         assert_eq!(cpu_w(r#"{"quota":0,"period":0}"#).unwrap(), pairs(&[]));
+        // The kernel's CFS limits, refused before anything is written.
+        assert_eq!(cpu_w(r#"{"quota":999}"#), Err(Error::CpuQuota(999)));
+        assert_eq!(cpu_w(r#"{"period":999}"#), Err(Error::CpuPeriod(999)));
+        assert_eq!(
+            cpu_w(r#"{"quota":1000,"period":1000000}"#).unwrap(),
+            pairs(&[("cpu.max", "1000 1000000")])
+        );
+        assert_eq!(
+            cpu_w(r#"{"period":1000001}"#),
+            Err(Error::CpuPeriod(1_000_001))
+        );
         assert_eq!(cpu_w(r#"{"shares":0}"#).unwrap(), pairs(&[]));
         assert_eq!(
             cpu_w(r#"{"shares":2}"#).unwrap(),

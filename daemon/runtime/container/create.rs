@@ -321,6 +321,7 @@ impl Container {
             frozen_to_kill: false,
             execs: Default::default(),
             labels: labels.into_map(),
+            resources: linux.resources().clone().map(Box::new),
         };
         let (made, saved) = (dir.clone(), state.clone());
         blocking::run(move || {

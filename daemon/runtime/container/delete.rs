@@ -295,6 +295,7 @@ mod tests {
             frozen_to_kill: false,
             execs: Default::default(),
             labels: Default::default(),
+            resources: None,
         };
         Container::load(
             ContainerId::parse("c1").unwrap(),

@@ -7,6 +7,7 @@ mod kill;
 mod pause;
 mod processes;
 mod start;
+mod update;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
@@ -410,6 +411,7 @@ mod tests {
             frozen_to_kill: false,
             execs: Default::default(),
             labels: Default::default(),
+            resources: None,
         };
         let fake: Arc<dyn CgroupManager> = Arc::new(Fake::default());
         let container = Container::load(id, dir, Record::Valid(state), fake);
