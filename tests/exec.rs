@@ -128,7 +128,10 @@ async fn wait_returns_the_exit_code_and_the_output_goes_to_the_given_file() {
         (3, 0)
     );
     let text = std::fs::read_to_string(&output).unwrap();
-    assert!(text.starts_with("from-exec\n"), "{text:?}");
+    assert_eq!(
+        text, "from-exec\nrunc\n",
+        "the exec process is in the container's UTS namespace"
+    );
     // A finished process is answered at once, and its record says how it ended.
     assert_eq!(
         code_and_signal(&wait(&mut client, "code", "e1").await),
