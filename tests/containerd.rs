@@ -230,7 +230,16 @@ async fn tasks_exec_returns_the_output_and_the_exit_code() {
             .ctr_command()
             .args(["tasks", "exec", "--exec-id", "probe", "--fifo-dir"])
             .arg(node.dir.path().join("fifo"))
-            .args([&task, "sh", "-c", "echo inside $(hostname); exit 5"])
+            .args([
+                &task,
+                "sh",
+                "-c",
+                // In the init's namespaces: its PID namespace (the init is pid 1 there) and
+                // its UTS and mount namespaces.
+                r#"for ns in pid uts mnt; do
+                    [ "$(readlink /proc/self/ns/$ns)" = "$(readlink /proc/1/ns/$ns)" ] && echo "same $ns"
+                done; exit 5"#,
+            ])
             .output()
             .unwrap();
         assert_eq!(
@@ -241,7 +250,7 @@ async fn tasks_exec_returns_the_output_and_the_exit_code() {
         );
         assert_eq!(
             common::stdout(&exec),
-            format!("inside {task}\n"),
+            "same pid\nsame uts\nsame mnt\n",
             "{runtime}"
         );
         node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &task]);
