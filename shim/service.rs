@@ -362,6 +362,18 @@ impl Task for Service {
                 pid
             }
         };
+        // Once the process runs, its client holds the stdin FIFO's write end (ctr opened it
+        // when berthd opened the read end): the shim lets go of its own, so the client's
+        // close is the process's end of file, as with the runc shim, whether or not a
+        // CloseIO follows (`ctr run` sends none).
+        let process = match Self::process(&container, &request.exec_id)? {
+            ProcessRef::Init => None,
+            ProcessRef::Exec(process) => Some(process),
+        };
+        let stdio_owner = process.as_deref().unwrap_or(&container.init);
+        if let Some(attachment) = stdio_owner.attachment.lock().await.as_mut() {
+            attachment.release_stdin();
+        }
         Ok(StartResponse {
             pid,
             ..Default::default()

@@ -6,8 +6,9 @@
 //! The shim holds a read end of each output FIFO for as long as the process lives, as the
 //! runc shim does: when the reader goes away (containerd restarting, `ctr run -d` exiting)
 //! a writing process then blocks once the FIFO is full instead of dying of SIGPIPE. It holds
-//! a write end of the stdin FIFO until CloseIO, so the process never reads an EOF before the
-//! client has opened its side.
+//! a write end of the stdin FIFO until the process starts (or CloseIO comes first), so the
+//! process never reads an EOF before the client has opened its side, and reads one when the
+//! client closes it.
 use std::{
     fs::{File, OpenOptions},
     io,
@@ -256,6 +257,11 @@ impl Attachment {
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// The process started: the client's write end of stdin is the one that counts now.
+    pub fn release_stdin(&mut self) {
+        self.stdin_writer = None;
     }
 
     /// containerd's CloseIO: the client has no more input.
