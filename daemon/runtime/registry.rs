@@ -481,10 +481,7 @@ impl Registry {
         operation: impl AsyncFnOnce(&mut Container, &Runtime, &Events) -> Result<T>,
     ) -> Result<T> {
         let mut lease = self.lease_current(id).await;
-        let container = lease
-            .guard
-            .as_mut()
-            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let container = lease.known_mut()?;
         operation(container, &self.runtime, &self.events).await
     }
 
@@ -507,10 +504,7 @@ impl Registry {
     pub async fn wait(&self, id: &ContainerId) -> Result<Option<ExitRecord>> {
         let mut exits = {
             let lease = self.lease_current(id).await;
-            let container = lease
-                .guard
-                .as_ref()
-                .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+            let container = lease.known()?;
             if container.state().is_none() {
                 return Err(Error::IncorrectStatus {
                     id: id.to_string(),
@@ -550,10 +544,7 @@ impl Registry {
     ) -> Result<Option<i32>> {
         let exec_id = request.exec_id.clone();
         let mut lease = self.lease_current(id).await;
-        let container = lease
-            .guard
-            .as_mut()
-            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let container = lease.known_mut()?;
         container.add_exec(request).await?;
         self.events.publish_exec(
             EventKind::ExecAdded,
@@ -576,10 +567,7 @@ impl Registry {
 
     async fn start_exec_leased(&self, lease: &mut Lease<'_>, exec_id: &ExecId) -> Result<i32> {
         let id = lease.id.clone();
-        let container = lease
-            .guard
-            .as_mut()
-            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let container = lease.known_mut()?;
         let (started, outcome) = container.start_exec(&self.runtime, exec_id).await;
         if let Some(started) = started {
             // Announced before its exit can be, which needs this lease.
@@ -613,10 +601,7 @@ impl Registry {
 
     pub async fn delete_exec(&self, id: &ContainerId, exec_id: &ExecId) -> Result<ExecSnapshot> {
         let mut lease = self.lease_current(id).await;
-        let container = lease
-            .guard
-            .as_mut()
-            .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let container = lease.known_mut()?;
         let snapshot = container.delete_exec(exec_id).await?;
         lease.slot.exec_exits.send_modify(|exits| {
             exits.remove(exec_id.as_str());
@@ -633,10 +618,7 @@ impl Registry {
     ) -> Result<Option<ExitRecord>> {
         let mut exits = {
             let lease = self.lease_current(id).await;
-            let container = lease
-                .guard
-                .as_ref()
-                .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+            let container = lease.known()?;
             let snapshot = container.exec_snapshot(exec_id)?;
             if snapshot.state == ExecState::Stopped {
                 return Ok(snapshot.exit);
@@ -779,6 +761,22 @@ struct Lease<'a> {
     id: ContainerId,
     slot: Slot,
     guard: OwnedMutexGuard<Option<Container>>,
+}
+
+impl Lease<'_> {
+    /// The leased container; NOT_FOUND when the id is unknown.
+    fn known(&self) -> Result<&Container> {
+        self.guard.as_ref().ok_or_else(|| Error::NotFound {
+            id: self.id.to_string(),
+        })
+    }
+
+    fn known_mut(&mut self) -> Result<&mut Container> {
+        let id = &self.id;
+        self.guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })
+    }
 }
 
 impl Drop for Lease<'_> {
