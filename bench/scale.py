@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scale and concurrency phases of bench/run.sh (berth's registry at 10,000 containers,
-throughput of concurrent clients, a stuck delete beside fast ones), the plots, and the
-markdown for them that `bench.py report --scale` puts into docs/benchmarks.md.
+throughput of concurrent clients, a stuck delete beside fast ones), and the markdown for
+them that report.py puts into docs/benchmarks.md.
 
 Sub-commands:
 
@@ -11,12 +11,11 @@ Sub-commands:
              processes (any runtime CLI: berth, runc, crun)
   stuck      100 force deletes with and without a delete stuck behind a frozen cgroup
   worker     one client process of `throughput`/`stuck`/`registry` (internal)
-  plot       the PNGs
   teardown   remove whatever a scale phase left (used by run.sh's cleanup; idempotent)
-  collect    merge the phases' JSON files into one for `bench.py report --scale`
 
-Standard library only, except: `registry` imports grpcio (for ListContainers) and `plot`
-imports matplotlib; each says so in its result when the import fails.
+Standard library only, except that `registry` imports grpcio (for ListContainers) and says
+so in its result when the import fails. Every container's bundle comes from
+common.write_bundle: linux.cgroupsPath = /PARENT/ID.
 
 Every runtime CLI runs with stdin and stdout on /dev/null and stderr on a fresh unlinked
 regular file, as in bench.py: no container can inherit a pipe the driver waits on.
@@ -35,9 +34,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import median, p95, loadavg  # noqa: E402  (bench/common.py)
+from common import (  # noqa: E402  (bench/common.py)
+    DEVNULL, cgroup_mounts, describe_load, loadavg, machine_load, machine_snapshot, median, p95, run_cli,
+    write_bundle)
 
-DEVNULL = subprocess.DEVNULL
 FREEZER = "/sys/fs/cgroup/freezer"
 STUCK_PARENT = "frozen-parent"
 
@@ -46,18 +46,6 @@ STUCK_PARENT = "frozen-parent"
 
 def log(msg):
     print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def run_cli(argv, tmp, capture=False):
-    """One runtime CLI invocation: (seconds, rc, stdout, stderr)."""
-    with tempfile.TemporaryFile(dir=tmp) as err:
-        t0 = time.perf_counter()
-        p = subprocess.run(argv, stdin=DEVNULL, stdout=subprocess.PIPE if capture else DEVNULL,
-                           stderr=err)
-        dt = time.perf_counter() - t0
-        err.seek(0)
-        etext = err.read().decode(errors="replace").strip()
-    return dt, p.returncode, (p.stdout or b"").decode(errors="replace"), etext
 
 
 def stats_ms(xs):
@@ -71,20 +59,6 @@ def split(ids, k):
     """Round-robin shares of ids for k clients (empty shares dropped)."""
     shares = [ids[i::k] for i in range(k)]
     return [s for s in shares if s]
-
-
-def cgroup_mounts():
-    """Mount points of every cgroup hierarchy (v1 controllers and cgroup2)."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, right = line.split(" - ", 1)
-            fstype = right.split()[0]
-            if fstype in ("cgroup", "cgroup2"):
-                mp = left.split()[4]
-                if mp.startswith("/sys/fs/cgroup"):
-                    out.append(mp)
-    return sorted(set(out))
 
 
 def rmdir_tree(top):
@@ -147,6 +121,7 @@ class Daemon:
     def __init__(self, a, extra=()):
         self.berthd = a.berthd
         self.berth = a.berth
+        self.bench = a.bench
         self.root = a.root
         self.sock = os.path.join(a.run_dir, "berth.sock")
         self.cgroup_parent = a.cgroup_parent
@@ -167,34 +142,39 @@ class Daemon:
                 self.cgroup_parent, "--log-format", "json"] + self.extra
 
     def start(self, timeout=60.0):
-        """Exec berthd, poll `berth health --connect-timeout 100ms` until it says SERVING.
-        Returns (seconds from just before the exec to the first SERVING answer, polls,
-        wall-clock time of the exec, log offset)."""
+        """Exec berthd while `berth-bench ready` polls its socket (every 200 µs, each poll a
+        connect and a health check) until it answers SERVING. Returns (seconds from just
+        before the exec to that answer, polls, wall-clock time of the exec, log offset)."""
         assert self.proc is None
-        logf = open(self.log_path, "ab")
-        offset = logf.tell()
-        health = self.cli + ["health", "--connect-timeout", "100ms"]
-        wall0 = time.time()
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv(), stdin=DEVNULL, stdout=logf, stderr=logf,
-                                     start_new_session=True)
-        logf.close()
-        with open(self.pidfile, "w") as f:
-            f.write(str(self.proc.pid))
-        polls = 0
-        while True:
-            polls += 1
-            rc = subprocess.run(health, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL).returncode
-            if rc == 0:
-                t1 = time.perf_counter()
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"berthd exited with {self.proc.returncode} before serving; "
-                                   f"see {self.log_path}")
-            if time.perf_counter() - t0 > timeout:
+        waiter = subprocess.Popen([self.bench, "ready", "--socket", self.sock,
+                                   "--timeout", f"{timeout}s"],
+                                  stdin=DEVNULL, stdout=subprocess.PIPE)
+        try:
+            if waiter.stdout.readline().strip() != b"polling":
+                raise RuntimeError("berth-bench ready did not start")
+            logf = open(self.log_path, "ab")
+            offset = logf.tell()
+            wall0 = time.time()
+            t0 = time.monotonic()     # the clock berth-bench ready answers on
+            self.proc = subprocess.Popen(self.argv(), stdin=DEVNULL, stdout=logf, stderr=logf,
+                                         start_new_session=True)
+            logf.close()
+            with open(self.pidfile, "w") as f:
+                f.write(str(self.proc.pid))
+            while waiter.poll() is None:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"berthd exited with {self.proc.returncode} before "
+                                       f"serving; see {self.log_path}")
+                time.sleep(0.05)
+            answer = waiter.stdout.read()
+            if waiter.returncode != 0:
                 raise RuntimeError(f"berthd did not serve within {timeout}s")
-            time.sleep(0.002)
-        return t1 - t0, polls, wall0, offset
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            waiter.wait()
+        ready = json.loads(answer)
+        return ready["ready_monotonic_s"] - t0, ready["attempts"], wall0, offset
 
     def stop(self, timeout=20.0):
         """SIGTERM and wait; seconds it took to exit."""
@@ -259,8 +239,9 @@ def log_warnings(path):
 # ---------------------------------------------------------------- concurrent clients
 
 def cmd_worker(a):
-    """One client: a loop over its ids doing `ops` with the CLI. Waits for one byte on
-    stdin before the first operation so that all clients start together."""
+    """One client: a loop over its ids doing `ops` with the CLI (container ID's bundle is
+    BUNDLES/ID). Waits for one byte on stdin before the first operation so that all
+    clients start together."""
     ids = [x for x in a.ids.split(",") if x]
     ops = a.ops.split(",")
     rec = {"samples_ms": {op: [] for op in ops}, "failures": [], "ok": [], "t_end": None}
@@ -272,7 +253,7 @@ def cmd_worker(a):
         ok = True
         for op in ops:
             if op == "create":
-                args = ["create", "--bundle", a.bundle, cid]
+                args = ["create", "--bundle", os.path.join(a.bundles, cid), cid]
             elif op == "start":
                 args = ["start", cid]
             elif op == "delete":
@@ -296,9 +277,10 @@ def cmd_worker(a):
     return 0
 
 
-def run_clients(cli, ids, ops, clients, bundle, tmp):
-    """Run `ops` on ids with `clients` concurrent worker processes that start together.
-    Returns {wall_s, samples_ms{op: [...]}, failures, ok}."""
+def run_clients(cli, ids, ops, clients, bundles, tmp):
+    """Run `ops` on ids with `clients` concurrent worker processes that start together;
+    bundles holds the bundle of each id that is created. Returns {wall_s, samples_ms{op:
+    [...]}, failures, ok}."""
     shares = split(ids, clients)
     procs, outs = [], []
     for i, share in enumerate(shares):
@@ -306,7 +288,7 @@ def run_clients(cli, ids, ops, clients, bundle, tmp):
         outs.append(out)
         procs.append(subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "worker", "--ops", ",".join(ops),
-             "--bundle", bundle or "-", "--ids", ",".join(share), "--tmp", tmp, "--out", out,
+             "--bundles", bundles or "-", "--ids", ",".join(share), "--tmp", tmp, "--out", out,
              "--"] + cli,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE))
     for p in procs:
@@ -381,30 +363,33 @@ def fail_summary(failures):
 def cmd_throughput(a):
     """a.count containers, each created, started and force-deleted, by a.clients concurrent
     client processes (each a sequential loop over its share of the ids)."""
-    ids = [f"{a.prefix}tp-{a.runtime}-r{a.rep}-{i:03d}" for i in range(a.count)]
-    load0 = loadavg()
+    ids = [f"{a.prefix}{i:03d}" for i in range(a.count)]
+    w = f"{a.prefix}warm"
+    for cid in ids + [w]:
+        write_bundle(a.template, a.bundles, a.cgroup_parent, cid)
+    before = machine_snapshot()
     try:
         # one untimed warm-up cycle (binaries, page cache, the daemon's first connection)
-        w = f"{a.prefix}tp-{a.runtime}-r{a.rep}-warm"
-        run_cli(a.cli + ["create", "--bundle", a.bundle, w], a.tmp)
+        run_cli(a.cli + ["create", "--bundle", os.path.join(a.bundles, w), w], a.tmp)
         run_cli(a.cli + ["start", w], a.tmp)
         run_cli(a.cli + ["delete", "--force", w], a.tmp)
-        r = run_clients(a.cli, ids, ["create", "start", "delete"], a.clients, a.bundle, a.tmp)
+        r = run_clients(a.cli, ids, ["create", "start", "delete"], a.clients, a.bundles, a.tmp)
     finally:
         leftover = force_delete_all(a.cli, ids + [w], a.tmp, f"throughput {a.runtime}")
     still = existing(a.cli, ids, a.tmp)
     done = len(r["ok"])
     res = {
+        "view": a.view,
         "runtime": a.runtime, "rep": a.rep, "count": a.count, "clients": a.clients,
         "completed": done, "wall_s": r["wall_s"],
         "per_s": (done / r["wall_s"]) if r["wall_s"] and done else None,
         "samples_ms": r["samples_ms"], "failures": r["failures"],
         "leftover": leftover, "still_listed": still,
-        "loadavg_before": load0, "loadavg_after": loadavg(),
+        "machine": machine_load(before, machine_snapshot()),
     }
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
-    log(f"throughput {a.runtime} rep {a.rep}: {done}/{a.count} in {r['wall_s']:.2f}s "
+    log(f"throughput {a.view} {a.runtime} rep {a.rep}: {done}/{a.count} in {r['wall_s']:.2f}s "
         f"= {res['per_s'] or 0:.1f}/s, {len(r['failures'])} failures")
     return 0
 
@@ -533,9 +518,12 @@ class Lister:
 def cmd_registry(a):
     d = Daemon(a)
     res = {"sizes": [], "notes": [], "failures": [], "running": a.running,
-           "loadavg_before": loadavg(), "reps": a.reps, "list_calls": a.list_calls,
-           "clients": a.clients, "settle": a.settle}
+           "reps": a.reps, "list_calls": a.list_calls, "clients": a.clients,
+           "settle": a.settle}
+    before = machine_snapshot()
     real_ids = [f"{a.prefix}run-{i:03d}" for i in range(a.running)]
+    for cid in real_ids:
+        write_bundle(a.template, a.bundles, a.cgroup_parent, cid)
     stage = os.path.join(a.tmp, "gen-stage")
     gen_ids = []
     try:
@@ -558,7 +546,8 @@ def cmd_registry(a):
                 # the real running containers: create + start through berth, then stop berthd
                 log(f"creating {a.running} running containers through berth")
                 d.start()
-                r = run_clients(d.cli, real_ids, ["create", "start"], a.clients, a.bundle, a.tmp)
+                r = run_clients(d.cli, real_ids, ["create", "start"], a.clients, a.bundles,
+                                a.tmp)
                 res["failures"].extend(r["failures"])
                 res["create_running_wall_s"] = r["wall_s"]
                 st = statuses(d.cli, real_ids, a.tmp)
@@ -634,7 +623,7 @@ def cmd_registry(a):
             d.stop()
         teardown_root(a, gen_prefix=f"{a.prefix}gen-")
         shutil.rmtree(stage, ignore_errors=True)
-    res["loadavg_after"] = loadavg()
+    res["machine"] = machine_load(before, machine_snapshot())
     res["log_warnings"] = log_warnings(a.log)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
@@ -677,24 +666,29 @@ def list_phase(a, d, entry, res, with_cli=True):
 def cmd_stuck(a):
     d = Daemon(a, extra=["--kill-wait-rounds", str(a.kill_wait_rounds),
                          "--kill-wait-round", a.kill_wait_round])
-    res = {"count": a.count, "clients": a.clients, "failures": [], "notes": [],
-           "kill_wait_rounds": a.kill_wait_rounds, "kill_wait_round": a.kill_wait_round,
-           "head_start": a.head_start, "loadavg_before": loadavg()}
+    res = {"count": a.count, "clients": a.clients, "failures": [],
+           "notes": [], "kill_wait_rounds": a.kill_wait_rounds,
+           "kill_wait_round": a.kill_wait_round, "head_start": a.head_start}
+    before = machine_snapshot()
     stuck_id = f"{a.prefix}stuck"
     frozen = os.path.join(FREEZER, a.cgroup_parent, STUCK_PARENT)
+    stuck_bundle = write_bundle(a.template, a.bundles, f"{a.cgroup_parent}/{STUCK_PARENT}",
+                                stuck_id)
     all_ids = [stuck_id]
     try:
         d.start()
         for variant in ("without", "with"):
             ids = [f"{a.prefix}fd-{variant}-{i:03d}" for i in range(a.count)]
+            for cid in ids:
+                write_bundle(a.template, a.bundles, a.cgroup_parent, cid)
             all_ids += ids
             v = {"loadavg_before": loadavg()}
             if variant == "with":
-                for args in (["create", "--bundle", a.stuck_bundle, stuck_id], ["start", stuck_id]):
+                for args in (["create", "--bundle", stuck_bundle, stuck_id], ["start", stuck_id]):
                     _, rc, _, e = run_cli(d.cli + args, a.tmp)
                     if rc != 0:
                         raise RuntimeError(f"stuck container: {args[0]} failed: {e}")
-            r = run_clients(d.cli, ids, ["create", "start"], a.clients, a.bundle, a.tmp)
+            r = run_clients(d.cli, ids, ["create", "start"], a.clients, a.bundles, a.tmp)
             res["failures"].extend(r["failures"])
             st = statuses(d.cli, ids + ([stuck_id] if variant == "with" else []), a.tmp)
             bad = {k: s for k, s in st.items() if s != "running"}
@@ -763,7 +757,7 @@ def cmd_stuck(a):
         teardown_root(a)
     res["parent_left"] = [p for p in (os.path.join(mp, a.cgroup_parent) for mp in cgroup_mounts())
                           if os.path.isdir(p)]
-    res["loadavg_after"] = loadavg()
+    res["machine"] = machine_load(before, machine_snapshot())
     res["log_warnings"] = log_warnings(a.log)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
@@ -831,175 +825,27 @@ def cmd_teardown(a):
     return 0
 
 
-# ---------------------------------------------------------------- plots
-
-RT_COLORS = {"berth": "#1f77b4", "runc": "#d62728", "crun": "#2ca02c"}
-
-
-def cmd_plot(a):
-    out = {"ok": False, "files": [], "error": None}
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker  # noqa: F401
-    except Exception as e:
-        out["error"] = f"matplotlib could not be imported: {e}"
-        with open(a.out, "w") as f:
-            json.dump(out, f)
-        return 0
-    try:
-        # (a) latency distributions of the single-invocation phases, pooled per runtime
-        samples = {}
-        for p in a.results:
-            with open(p) as f:
-                r = json.load(f)
-            s = samples.setdefault(r["runtime"], {})
-            for k, xs in r["samples_ms"].items():
-                s.setdefault(k, []).extend(xs)
-        rts = [rt for rt in ("berth", "runc", "crun") if rt in samples]
-        panels = [("create", "create (sleep 1000)"),
-                  ("delete_force_running", "delete --force, running"),
-                  ("delete_created", "delete, created"),
-                  ("delete_stopped", "delete, stopped")]
-        fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.4))
-        for ax, (key, title) in zip(axes, panels):
-            data = [samples[rt].get(key, []) for rt in rts]
-            bp = ax.boxplot(data, patch_artist=True, widths=0.55, showfliers=True,
-                            medianprops={"color": "black"})
-            ax.set_xticks(range(1, len(rts) + 1), rts)
-            for patch, rt in zip(bp["boxes"], rts):
-                patch.set_facecolor(RT_COLORS.get(rt, "grey"))
-                patch.set_alpha(0.55)
-            for i, xs in enumerate(data, start=1):
-                ax.scatter([i] * len(xs), xs, s=6, color="black", alpha=0.35, zorder=3)
-            ax.set_title(title, fontsize=10)
-            flat = [x for xs in data for x in xs if x > 0]
-            if flat and max(flat) / min(flat) > 8:
-                # runc's ~100 ms deletes would flatten the others' boxes on a linear axis
-                ax.set_yscale("log")
-                ax.yaxis.set_major_formatter(
-                    matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
-                ax.set_ylabel("ms (one CLI process), log scale")
-            else:
-                ax.set_ylim(bottom=0)
-                ax.set_ylabel("ms (one CLI process)")
-            ax.grid(axis="y", alpha=0.3, which="both")
-        n = max((len(v) for s in samples.values() for v in s.values()), default=0)
-        fig.suptitle(f"Latency per invocation, berth vs runc vs crun (box: quartiles, "
-                     f"whiskers 1.5 IQR, dots: all samples)", fontsize=11)
-        fig.tight_layout()
-        fig.savefig(a.latency_png, dpi=110)
-        plt.close(fig)
-        out["files"].append(a.latency_png)
-
-        # (b) start-up time (and VmRSS) against the registry size
-        if a.registry and os.path.exists(a.registry):
-            with open(a.registry) as f:
-                reg = json.load(f)
-            sizes = reg.get("sizes", [])
-            fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
-            xs = [e["size"] for e in sizes]
-            for e in sizes:
-                ax1.scatter([e["size"]] * len(e["startup_ms"]), e["startup_ms"], s=12,
-                            color=RT_COLORS["berth"], alpha=0.5)
-            meds = [median(e["startup_ms"]) for e in sizes]
-            ax1.plot(xs, meds, "-o", color=RT_COLORS["berth"], label="median")
-            top = max([x for e in sizes for x in e["startup_ms"]] + [1])
-            if top > 500:
-                ax1.axhline(1000, color="red", ls="--", lw=1, label="target at 10,000: 1 s")
-                title_note = ""
-            else:
-                title_note = " (target at 10,000: 1 s, off this scale)"
-            for x, m in zip(xs, meds):
-                ax1.annotate(f"{m:.0f} ms", (x, m), textcoords="offset points", xytext=(4, 6),
-                             fontsize=8)
-            ax1.set_xlabel(f"containers in the state root ({reg.get('running', 0)} running, "
-                           "the rest stopped)")
-            ax1.set_ylabel("ms, exec of berthd to first SERVING")
-            ax1.set_title("berthd start-up against registry size" + title_note, fontsize=10)
-            ax1.set_ylim(bottom=0)
-            ax1.grid(alpha=0.3)
-            ax1.legend(fontsize=8)
-            rss = [median([r.get("VmRSS", 0) for r in e["rss"]]) / 1024 for e in sizes]
-            ax2.plot(xs, rss, "-o", color="#9467bd", label="VmRSS (median)")
-            for x, m in zip(xs, rss):
-                ax2.annotate(f"{m:.1f}", (x, m), textcoords="offset points", xytext=(4, 6),
-                             fontsize=8)
-            after = [(e["size"], e["rss_after_list"].get("VmRSS", 0) / 1024) for e in sizes
-                     if e.get("rss_after_list")]
-            if after:
-                ax2.plot([x for x, _ in after], [y for _, y in after], ":s", color="#8c564b",
-                         label="VmRSS after the ListContainers calls")
-            ax2.plot([0], [20], marker="_", markersize=25, mew=2, ls="none", color="red",
-                     label="idle target (0 containers): 20 MB")
-            if len(sizes) > 1 and sizes[0]["size"] == 0:
-                per = (rss[-1] - rss[0]) * 1024 / max(1, xs[-1])
-                ax2.text(0.03, 0.55, f"{per:.1f} KB per container up to {xs[-1]:,}\n"
-                         "(target <= 20 KB)", transform=ax2.transAxes, fontsize=8)
-            ax2.set_xlabel("containers in the state root")
-            ax2.set_ylabel("MiB")
-            ax2.set_title("berthd VmRSS after start-up", fontsize=10)
-            ax2.set_ylim(bottom=0)
-            ax2.grid(alpha=0.3)
-            ax2.legend(fontsize=8)
-            for ax in (ax1, ax2):
-                ax.xaxis.set_major_formatter(
-                    matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:,.0f}"))
-            fig.tight_layout()
-            fig.savefig(a.startup_png, dpi=110)
-            plt.close(fig)
-            out["files"].append(a.startup_png)
-        out["ok"] = True
-    except Exception as e:
-        out["error"] = f"plotting failed: {e!r}"
-    with open(a.out, "w") as f:
-        json.dump(out, f)
-    return 0
-
-
-# ---------------------------------------------------------------- collect + markdown
-
-def cmd_collect(a):
-    data = {"throughput": [], "registry": None, "stuck": None, "plots": None, "notes": a.note}
-    for p in a.files:
-        try:
-            with open(p) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            data["notes"].append(f"cannot read {os.path.basename(p)}: {e}")
-            continue
-        base = os.path.basename(p)
-        if base.startswith("tput-"):
-            data["throughput"].append(d)
-        elif base.startswith("registry"):
-            data["registry"] = d
-        elif base.startswith("stuck"):
-            data["stuck"] = d
-        elif base.startswith("plots"):
-            data["plots"] = d
-    with open(a.out, "w") as f:
-        json.dump(data, f, indent=1)
-    return 0
-
+# ---------------------------------------------------------------- markdown
 
 def f1(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def verdict(ok):
-    return "n/a" if ok is None else ("yes" if ok else "**no**")
+def registry_split(reg):
+    """Where the start-up at the largest size goes, from berthd's log: medians (ms) of exec
+    to `registry loaded`, loaded to `serving`, serving to the first SERVING answer."""
+    e = max(reg["sizes"], key=lambda x: x["size"]) if reg and reg.get("sizes") else None
+    if not e:
+        return None
+    return {k: median(e[k]) for k in ("to_loaded_ms", "loaded_to_serving_ms",
+                                       "serving_to_answer_ms")}
 
 
-def render(data, meta, plot_dir_rel=""):
-    """Markdown lines for the scale sections of docs/benchmarks.md."""
+def render_registry(reg):
+    """Markdown lines: berthd's start-up and memory at each registry size, ListContainers."""
     L = []
     w = L.append
-    reg = data.get("registry")
-    tps = data.get("throughput") or []
-    stk = data.get("stuck")
-    plots = data.get("plots")
-    by_size = {e["size"]: e for e in (reg or {}).get("sizes", [])}
+    by_size = {e["size"]: e for e in reg.get("sizes", [])}
     big = max(by_size) if by_size else None
     e0 = by_size.get(0)
     eb = by_size.get(big) if big else None
@@ -1007,263 +853,221 @@ def render(data, meta, plot_dir_rel=""):
     def rss_med(e, k="VmRSS"):
         return median([r.get(k, 0) for r in e["rss"]]) if e and e["rss"] else None
 
-    w("## Scale and concurrency (berth)")
+    w("### Registry: berthd's start-up and memory")
     w("")
-    rows = []
-    if eb:
-        m = median(eb["startup_ms"])
-        rows.append((f"start-up with {big:,} containers ({eb['running']} running), exec to "
-                     f"SERVING, median of {len(eb['startup_ms'])}", f"{f1(m)} ms", "<= 1000 ms",
-                     verdict(m <= 1000)))
-    if e0:
-        r0 = rss_med(e0)
-        rows.append(("berthd VmRSS, idle, 0 containers", f"{r0 / 1024:.1f} MiB ({r0:.0f} KB)",
-                     "<= 20 MB", verdict(r0 <= 20 * 1024)))
+    w("Start-up is the time from just before berthd is exec'd to the first SERVING answer of "
+      "its health service, polled by `berth-bench ready` (a connect and a health check every "
+      "200 µs, on CLOCK_MONOTONIC). The columns after it split the median run with berthd's "
+      "own log timestamps: exec to its `registry loaded` line (process start, the sealed "
+      "memfd copy of the binary, reading every state.json), from there to its `serving` "
+      "line, and from there to the answer.")
+    w("")
+    w("| containers (running + stopped) | start-up med ms | min | max | n | exec to loaded | "
+      "loaded to serving | serving to answer | VmRSS med | RssAnon | VmHWM | SIGTERM to exit ms |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for e in reg["sizes"]:
+        s = stats_ms(e["startup_ms"])
+        w(f"| {e['size']:,} ({e['running']} + {e['stopped']:,}) | {f1(s['med'])} | "
+          f"{f1(s['min'])} | {f1(s['max'])} | {s['n']} | {f1(median(e['to_loaded_ms']))} | "
+          f"{f1(median(e['loaded_to_serving_ms']))} | {f1(median(e['serving_to_answer_ms']))} | "
+          f"{(rss_med(e) or 0) / 1024:.1f} MiB | {(rss_med(e, 'RssAnon') or 0) / 1024:.1f} MiB | "
+          f"{(rss_med(e, 'VmHWM') or 0) / 1024:.1f} MiB | {f1(median(e['stop_ms']))} |")
+    w("")
     if e0 and eb and big:
-        per = (rss_med(eb) - rss_med(e0)) / big
-        rows.append((f"VmRSS per registered container ({big:,} vs 0)", f"{per:.2f} KB",
-                     "<= 20 KB", verdict(per <= 20)))
-    if eb and eb.get("list"):
-        lm = median(eb["list"]["ms"])
-        rows.append((f"ListContainers RPC, {eb['list']['containers']:,} containers, median of "
-                     f"{len(eb['list']['ms'])}", f"{f1(lm, 2)} ms", "<= 50 ms", verdict(lm <= 50)))
-    tp_by = {}
-    for t in tps:
-        tp_by.setdefault(t["runtime"], []).append(t)
-    if tp_by:
-        cells = ", ".join(f"{rt} {f1(median([x['per_s'] for x in v if x['per_s']]))}/s"
-                          for rt, v in tp_by.items())
-        n = tps[0]["count"]
-        rows.append((f"throughput: {n} containers create+start+delete --force by "
-                     f"{tps[0]['clients']} client processes (median of reps)", cells,
-                     "compared with runc and crun", "-"))
-    if stk and "with" in stk and "without" in stk:
-        wi, wo = stk["with"], stk["without"]
-        mw, mo = median(wi["delete_ms"]), median(wo["delete_ms"])
-        ok = (wi.get("stuck_in_flight_after") is True and wi["completed"] == stk["count"]
-              and mw is not None and mo is not None and mw <= 2 * mo)
-        rows.append((f"{stk['count']} force deletes beside a delete stuck on a frozen cgroup: "
-                     "wall / median, with vs without", f"{f1(wi['wall_s'] * 1000, 0)} / "
-                     f"{f1(mw, 2)} ms vs {f1(wo['wall_s'] * 1000, 0)} / {f1(mo, 2)} ms",
-                     "no global lock: all finish while the stuck delete waits, median <= 2x",
-                     verdict(ok)))
-    if rows:
-        w("| measurement | berth | target | met? |")
-        w("|---|---|---|---|")
-        for r in rows:
-            w("| " + " | ".join(r) + " |")
+        per_t = (median(eb["startup_ms"]) - median(e0["startup_ms"])) * 1000 / big
+        per_r = (rss_med(eb) - rss_med(e0)) / big
+        w(f"Cost per container over the empty registry, at {big:,}: {per_t:.1f} µs of start-up "
+          f"and {per_r:.2f} KB of VmRSS.")
         w("")
-    if plots:
-        if plots.get("ok"):
-            for pth in plots["files"]:
-                name = os.path.basename(pth)
-                w(f"![{name}]({plot_dir_rel}{name})")
-                w("")
-        else:
-            w(f"**Plots:** not made: {plots.get('error')}.")
-            w("")
-    for n in data.get("notes") or []:
-        w(f"- {n}")
-    w("- The load averages quoted below count the benchmark's own processes too: "
-      "concurrent clients and the containers they start keep the run queue long on a small machine.")
+    loaded = [(e["size"], e["loaded_count"]) for e in reg["sizes"]
+              if any(c != e["size"] for c in e["loaded_count"])]
+    if loaded:
+        w(f"**Mismatch:** berthd's `registry loaded` count differed from the state root: {loaded}.")
+        w("")
+    if eb and eb.get("delete_running"):
+        dr = eb["delete_running"]
+        w(f"- The {reg['running']} real containers were then force-deleted with "
+          f"{big:,} registered, by {reg['clients']} client processes: "
+          f"{f1(dr['wall_s'] * 1000, 0)} ms in all, median {f1(dr['ms']['med'], 2)} ms per delete.")
+    if reg.get("create_running_wall_s"):
+        w(f"- Creating and starting the {reg['running']} running containers through berth "
+          f"({reg['clients']} client processes) took {reg['create_running_wall_s']:.2f} s.")
     w("")
 
-    # -- registry
-    if reg:
-        w("### Registry start-up and memory")
+    w("### ListContainers")
+    w("")
+    w("The RPC alone, timed in python (grpcio, method found through server reflection, options "
+      "`grpc.default_authority=localhost` and a 64 MiB receive limit) on an open channel "
+      "after one untimed call, from sending the request to holding the whole reply as bytes. "
+      "Decoding that reply into protobuf messages in python is timed apart (not in the RPC "
+      "column). `berth list` is the whole CLI process, rows printed to /dev/null, for comparison.")
+    w("")
+    w("| containers | RPC med ms | p95 | min | max | n | python decode med ms | reply bytes | statuses | `berth list` med ms |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for e in reg["sizes"]:
+        lst = e.get("list")
+        if not lst:
+            continue
+        s = stats_ms(lst["ms"])
+        st = ", ".join(f"{k.replace('CONTAINER_STATUS_', '').lower()} {v}"
+                       for k, v in sorted(lst["statuses"].items()))
+        w(f"| {lst['containers']:,} | {f1(s['med'], 2)} | {f1(s['p95'], 2)} | {f1(s['min'], 2)} | "
+          f"{f1(s['max'], 2)} | {s['n']} | {f1(median(lst.get('decode_ms', [])), 2)} | "
+          f"{lst['bytes']:,} | {st} | {f1(median(lst['cli_ms']), 1)} |")
+    w("")
+    split = list_split(reg)
+    if split:
+        w(f"Where the time goes: the same {split['containers']:,} containers once more, with the "
+          f"{split['stopped']:,} generated ones naming no cgroup directories (so that deriving "
+          f"their status reads no `freezer.state`): the RPC took **{f1(split['bare_ms'], 2)} ms** "
+          f"instead of {f1(split['full_ms'], 2)} ms, so about {split['per_freezer_us']:.1f} µs per "
+          "container go to its cgroup files; the rest, "
+          f"{split['per_container_us']:.1f} µs per container, is the registry walk, the "
+          "snapshots and the encoding.")
         w("")
-        w("Start-up is the time from just before berthd is exec'd to the first "
-          "`berth health --connect-timeout 100ms` that answers SERVING (exit 0). The columns "
-          "after it split the median run with berthd's own log timestamps: exec to its "
-          "`registry loaded` line (process start, the sealed memfd copy of the binary, reading "
-          "every state.json), from there to its `serving` line, and from there to the health "
-          "probe's answer (which includes starting the probe process).")
-        w("")
-        w("| containers (running + stopped) | start-up med ms | min | max | n | exec to loaded | "
-          "loaded to serving | serving to answer | VmRSS med | RssAnon | VmHWM | SIGTERM to exit ms |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for e in reg["sizes"]:
-            s = stats_ms(e["startup_ms"])
-            w(f"| {e['size']:,} ({e['running']} + {e['stopped']:,}) | {f1(s['med'])} | "
-              f"{f1(s['min'])} | {f1(s['max'])} | {s['n']} | {f1(median(e['to_loaded_ms']))} | "
-              f"{f1(median(e['loaded_to_serving_ms']))} | {f1(median(e['serving_to_answer_ms']))} | "
-              f"{(rss_med(e) or 0) / 1024:.1f} MiB | {(rss_med(e, 'RssAnon') or 0) / 1024:.1f} MiB | "
-              f"{(rss_med(e, 'VmHWM') or 0) / 1024:.1f} MiB | {f1(median(e['stop_ms']))} |")
-        w("")
-        pts = [(e["size"], median(e["startup_ms"]), rss_med(e)) for e in reg["sizes"]]
-        if e0 and len(pts) > 1:
-            base_t, base_r = median(e0["startup_ms"]), rss_med(e0)
-            per = "; ".join(f"at {s:,}: {(t - base_t) * 1000 / s:.1f} µs and {(r - base_r) / s:.2f} KB"
-                            for s, t, r in pts if s >= 1000)
-            if per:
-                w(f"Cost per container over the empty registry (median start-up time, VmRSS): {per}. "
-                  "(Smaller registries are left out: there the difference is within the noise.)")
-                w("")
-        loaded = [(e["size"], e["loaded_count"]) for e in reg["sizes"]
-                  if any(c != e["size"] for c in e["loaded_count"])]
-        if loaded:
-            w(f"**Mismatch:** berthd's `registry loaded` count differed from the state root: {loaded}.")
-            w("")
-        for e in reg["sizes"]:
-            if e.get("rss_after_list"):
-                w(f"- VmRSS at {e['size']:,} after the ListContainers calls: "
-                  f"{e['rss_after_list'].get('VmRSS', 0) / 1024:.1f} MiB "
-                  f"(peak VmHWM {e['rss_after_list'].get('VmHWM', 0) / 1024:.1f} MiB).")
-        if eb and eb.get("delete_running"):
-            dr = eb["delete_running"]
-            w(f"- The {reg['running']} real containers were then force-deleted with "
-              f"{big:,} registered, by {reg['clients']} client processes: "
-              f"{f1(dr['wall_s'] * 1000, 0)} ms in all, median {f1(dr['ms']['med'], 2)} ms per delete.")
-        if reg.get("create_running_wall_s"):
-            w(f"- Creating and starting the {reg['running']} running containers through berth "
-              f"({reg['clients']} client processes) took {reg['create_running_wall_s']:.2f} s.")
-        w("")
+    w("How the registry was built:")
+    w("")
+    w(f"- A berthd of its own (`--root TMP/scale-root --socket TMP/scale-run/berth.sock "
+      f"--log-format json`) in this host's view, on the tmpfs. First {reg['reps']} start-ups "
+      f"on an empty root; then {reg['running']} containers of the `sleep 1000` bundle created "
+      f"and started through `berth` by {reg['clients']} client processes, all checked "
+      "`running`, and berthd stopped with SIGTERM (the containers live on); "
+      f"{reg['reps']} start-ups with those alone; then generated stopped containers moved into "
+      f"the root while berthd was down, up to each size, with {reg['reps']} start-ups at each.")
+    w("- The generated containers are state directories in berth's schema (pretty JSON, as "
+      f"berthd writes it): each a distinct init pid {reg.get('gen_pids', '')}, so that no "
+      "process has it, and start time 1, created and exited timestamps, 50% exit "
+      "code 0, 40% killed by SIGKILL (137/9), 10% with no exit record (the init died while "
+      "no berthd watched), a quarter with one annotation, `createdCgroupDirs` empty, and "
+      "`cgroupDirs` naming one real empty cgroup per hierarchy that all of them share "
+      "(`<prefix>gen-stopped`), so that deriving their status reads a real `freezer.state` "
+      "as for a stopped container whose cgroups are still there.")
+    w(f"- VmRSS, RssAnon and VmHWM come from /proc/<pid>/status {reg.get('settle', 0.5)} s "
+      "after the start-up answered, before any other call.")
+    w(f"- Machine: {describe_load(reg.get('machine'))}.")
+    for n in reg["notes"]:
+        w(f"- note: {n}")
+    for n in reg.get("log_warnings", []):
+        w(f"- berthd logged: {n}")
+    for n in fail_summary(reg["failures"]):
+        w(f"- failed: {n}")
+    w("")
+    return L
 
-        w("### ListContainers")
-        w("")
-        w("The RPC alone, timed in python (grpcio, method found through server reflection, options "
-          "`grpc.default_authority=localhost` and a 64 MiB receive limit) on an open channel "
-          "after one untimed call, from sending the request to holding the whole reply as bytes. "
-          "Decoding that reply into protobuf messages in python is timed apart (not in the RPC "
-          "column). `berth list` is the whole CLI process, rows printed to /dev/null, for comparison.")
-        w("")
-        w("| containers | RPC med ms | p95 | min | max | n | python decode med ms | reply bytes | statuses | `berth list` med ms |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-        for e in reg["sizes"]:
-            lst = e.get("list")
-            if not lst:
-                continue
-            s = stats_ms(lst["ms"])
-            st = ", ".join(f"{k.replace('CONTAINER_STATUS_', '').lower()} {v}"
-                           for k, v in sorted(lst["statuses"].items()))
-            w(f"| {lst['containers']:,} | {f1(s['med'], 2)} | {f1(s['p95'], 2)} | {f1(s['min'], 2)} | "
-              f"{f1(s['max'], 2)} | {s['n']} | {f1(median(lst.get('decode_ms', [])), 2)} | "
-              f"{lst['bytes']:,} | {st} | {f1(median(lst['cli_ms']), 1)} |")
-        w("")
-        nc = eb.get("list_no_cgroups") if eb else None
-        if nc and eb.get("list"):
-            full, bare = median(eb["list"]["ms"]), median(nc["ms"])
-            w(f"Where the time goes: the same {nc['containers']:,} containers once more, with the "
-              f"{eb['stopped']:,} generated ones naming no cgroup directories (so that deriving their "
-              f"status reads no `freezer.state`): the RPC took **{f1(bare, 2)} ms** (median of "
-              f"{len(nc['ms'])}) instead of {f1(full, 2)} ms. Status is derived on every call, and for "
-              f"every container the first check is its freezer: about "
-              f"{(full - bare) * 1000 / max(1, eb['stopped']):.1f} µs per container go to opening and "
-              "reading its `freezer.state` in cgroupfs, stopped containers included; the rest, "
-              f"{bare * 1000 / max(1, nc['containers']):.1f} µs per container, is the registry walk, "
-              "the snapshots and the encoding.")
-            w("")
-        w("How the registry was built:")
-        w("")
-        w(f"- A berthd of its own (`--root TMP/scale-root --socket TMP/scale-run/berth.sock "
-          f"--cgroup-parent <prefix>scale --log-format json`). First {reg['reps']} start-ups on an "
-          f"empty root; then {reg['running']} containers of the `sleep 1000` bundle created and "
-          f"started through `berth` by {reg['clients']} client processes, all checked `running`, "
-          f"and berthd stopped with SIGTERM (the containers live on); {reg['reps']} start-ups with "
-          "those alone; then generated stopped containers moved into the root while berthd was "
-          f"down, up to each size, with {reg['reps']} start-ups at each.")
-        w("- The generated containers are state directories in berth's schema (pretty JSON, as "
-          f"berthd writes it): each a distinct init pid {reg.get('gen_pids', '')}, so that no "
-          "process has it, and start time 1, created and exited timestamps, 50% exit "
-          "code 0, 40% killed by SIGKILL (137/9), 10% with no exit record (the init died while "
-          "no berthd watched), a quarter with one annotation, `createdCgroupDirs` empty, and "
-          "`cgroupDirs` naming one real empty cgroup per hierarchy that all of them share "
-          f"(`<prefix>gen-stopped`), so that deriving their status reads a real `freezer.state` "
-          "as for a stopped container whose cgroups are still there.")
-        w(f"- VmRSS, RssAnon and VmHWM come from /proc/<pid>/status {reg.get('settle', 0.5)} s "
-          "after the start-up answered, before any other call. Per-container memory is "
-          "(VmRSS at the largest size - VmRSS empty) / size.")
-        w(f"- State roots are on the benchmark's tmpfs. Load average (1/5/15 min) "
-          f"{reg['loadavg_before']} at the beginning, {reg['loadavg_after']} at the end.")
-        for n in reg["notes"]:
-            w(f"- note: {n}")
-        for n in reg.get("log_warnings", []):
-            w(f"- berthd logged: {n}")
-        for n in fail_summary(reg["failures"]):
-            w(f"- failed: {n}")
-        w("")
 
-    # -- throughput
-    if tps:
-        t0 = tps[0]
-        w(f"### Throughput: {t0['count']} containers by {t0['clients']} concurrent clients")
-        w("")
-        w(f"{t0['clients']} client processes each loop over their share of {t0['count']} ids "
-          "(round-robin): `create` of the `sleep 1000` bundle, `start`, `delete --force`, each a "
-          "whole CLI process, one after another. All clients are started first and released "
-          "together; the wall time runs from the release to the end of the last client. "
-          "Containers per second = completed containers / wall time. Per-operation latencies are "
-          "those of the same run, under that concurrency.")
-        w("")
-        w("| runtime | containers/s (median) | each repetition | wall s (median) | create med / p95 ms "
-          "| start med / p95 ms | delete --force med / p95 ms | failed |")
-        w("|---|---:|---|---:|---|---|---|---:|")
-        for rt, v in tp_by.items():
-            allx = {k: [x for t in v for x in t["samples_ms"].get(k, [])]
-                    for k in ("create", "start", "delete")}
-            cells = [f"{f1(stats_ms(allx[k])['med'])} / {f1(stats_ms(allx[k])['p95'])}"
-                     for k in ("create", "start", "delete")]
-            w(f"| {rt} | {f1(median([t['per_s'] for t in v if t['per_s']]))} | "
-              + ", ".join(f1(t["per_s"]) for t in v)
-              + f" | {f1(median([t['wall_s'] for t in v if t['wall_s']]), 2)} | "
-              + " | ".join(cells) + f" | {sum(len(t['failures']) for t in v)} |")
-        w("")
-        w("- Runtimes ran one after another, their repetitions interleaved (order rotated per "
-          "repetition); berth against the same berthd as the phases above; crun inside the same "
-          "`unshare -m` namespace without /sys/fs/cgroup/unified. One untimed create/start/delete "
-          "before each run.")
-        w("- Load average before -> after each run: " + "; ".join(
-            f"{t['runtime']} rep {t['rep']}: {t['loadavg_before']} -> {t['loadavg_after']}" for t in tps) + ".")
-        for t in tps:
-            for n in fail_summary(t["failures"]):
-                w(f"- {t['runtime']} rep {t['rep']} failed: {n}")
-            if t["leftover"] or t["still_listed"]:
-                w(f"- {t['runtime']} rep {t['rep']}: left over {t['leftover'] + t['still_listed']}")
-        w("")
+def list_split(reg):
+    """ListContainers at the largest size with and without the generated containers' cgroup
+    files, per container."""
+    e = max(reg["sizes"], key=lambda x: x["size"]) if reg and reg.get("sizes") else None
+    nc = e.get("list_no_cgroups") if e else None
+    if not (nc and e.get("list")):
+        return None
+    full, bare = median(e["list"]["ms"]), median(nc["ms"])
+    return {"containers": nc["containers"], "stopped": e["stopped"], "full_ms": full,
+            "bare_ms": bare, "per_freezer_us": (full - bare) * 1000 / max(1, e["stopped"]),
+            "per_container_us": bare * 1000 / max(1, nc["containers"])}
 
-    # -- stuck
-    if stk and "with" in stk:
-        wi, wo = stk["with"], stk["without"]
-        wait_s = stk["kill_wait_rounds"] * parse_dur(stk["kill_wait_round"])
-        w("### A delete stuck in a kernel wait beside fast deletes")
+
+def throughput_rates(tps):
+    """{runtime: median containers/s over its repetitions}."""
+    by = {}
+    for t in tps:
+        if t.get("per_s"):
+            by.setdefault(t["runtime"], []).append(t["per_s"])
+    return {rt: median(v) for rt, v in by.items()}
+
+
+def throughput_op_medians(tps, runtime):
+    xs = {k: [x for t in tps if t["runtime"] == runtime for x in t["samples_ms"].get(k, [])]
+          for k in ("create", "start", "delete")}
+    return {k: median(v) for k, v in xs.items()}
+
+
+def render_throughput(tps):
+    """Markdown lines: one view's throughput table."""
+    L = []
+    w = L.append
+    t0 = tps[0]
+    w(f"{t0['clients']} client processes each loop over their share of {t0['count']} ids "
+      "(round-robin): `create`, `start`, `delete --force`, each a whole CLI process. The wall "
+      "time runs from releasing all clients together to the end of the last; containers/s = "
+      "completed / wall time; the latencies are those of the same runs, under that concurrency.")
+    w("")
+    w("| runtime | containers/s (median) | each repetition | create med / p95 ms "
+      "| start med / p95 ms | delete --force med / p95 ms | failed | machine |")
+    w("|---|---:|---|---|---|---|---:|---|")
+    by = {}
+    for t in sorted(tps, key=lambda t: ("berth", "runc", "crun").index(t["runtime"])):
+        by.setdefault(t["runtime"], []).append(t)
+    for rt, v in by.items():
+        allx = {k: [x for t in v for x in t["samples_ms"].get(k, [])]
+                for k in ("create", "start", "delete")}
+        cells = [f"{f1(stats_ms(allx[k])['med'])} / {f1(stats_ms(allx[k])['p95'])}"
+                 for k in ("create", "start", "delete")]
+        w(f"| {rt} | {f1(median([t['per_s'] for t in v if t['per_s']]))} | "
+          + ", ".join(f1(t["per_s"]) for t in v) + " | " + " | ".join(cells)
+          + f" | {sum(len(t['failures']) for t in v)} | "
+          + "; ".join(describe_load(t.get("machine")) for t in v) + " |")
+    w("")
+    for t in tps:
+        for n in fail_summary(t["failures"]):
+            w(f"- {t['runtime']} rep {t['rep']} failed: {n}")
+        if t["leftover"] or t["still_listed"]:
+            w(f"- {t['runtime']} rep {t['rep']}: left over {t['leftover'] + t['still_listed']}")
+    return L
+
+
+def render_stuck(stk):
+    """Markdown lines: force deletes beside one stuck on a frozen cgroup."""
+    L = []
+    w = L.append
+    if not ("with" in stk and "without" in stk):
+        w("The stuck-delete phase did not finish: " + "; ".join(stk.get("notes", [])))
         w("")
-        w(f"One container is made with `linux.cgroupsPath` = `{STUCK_PARENT}/<id>` (under "
-          f"berthd's `--cgroup-parent`), started, and its cgroup's parent frozen "
-          f"(`FROZEN` into `/sys/fs/cgroup/freezer/<parent>/{STUCK_PARENT}/freezer.state`): its "
-          "init cannot die, so `delete --force` waits for it for "
-          f"`--kill-wait-rounds {stk['kill_wait_rounds']} --kill-wait-round {stk['kill_wait_round']}` "
-          f"(~{wait_s:.0f} s). Started {stk.get('head_start', 0.5)} s before the others, it is in "
-          f"flight while {stk['count']} other running containers are force-deleted by "
-          f"{stk['clients']} client processes at full speed. The same {stk['count']} deletes ran "
-          "first without a stuck delete, on the same berthd.")
-        w("")
-        w(f"| {stk['count']} x delete --force | wall ms | median ms | p95 ms | max ms | completed |")
-        w("|---|---:|---:|---:|---:|---:|")
-        for name, v in (("without a stuck delete", wo), ("with the stuck delete in flight", wi)):
-            s = stats_ms(v["delete_ms"])
-            w(f"| {name} | {f1(v['wall_s'] * 1000, 0)} | {f1(s['med'], 2)} | {f1(s['p95'], 2)} | "
-              f"{f1(s['max'], 2)} | {v['completed']} |")
-        w("")
-        w(f"- The stuck delete was still in flight when the {stk['count']} deletes had finished: "
-          f"**{'yes' if wi.get('stuck_in_flight_after') else 'no'}** (at "
-          f"{f1(wi.get('stuck_elapsed_when_done_s'), 2)} s). It returned after "
-          f"{f1(wi.get('stuck_delete_s'), 2)} s with exit status {wi.get('stuck_rc')}"
-          + (f" (`{' '.join(wi.get('stuck_stderr', '').split())[:200]}`)" if wi.get("stuck_stderr") else "")
-          + f"; after the thaw, `delete --force` removed it in {f1(wi.get('after_thaw_delete_ms'), 1)} ms "
-          f"(exit {wi.get('after_thaw_delete_rc')}).")
-        w(f"- While it was stuck: `berth state` of that container took "
-          f"{f1(wi.get('state_stuck_ms'), 1)} ms and `berth list` {f1(wi.get('list_cli_ms'), 1)} ms.")
-        w(f"- Load average before -> after: without {wo['loadavg_before']} -> {wo['loadavg_after']}; "
-          f"with {wi['loadavg_before']} -> {wi['loadavg_after']}.")
-        if stk.get("parent_left"):
-            w(f"- **berth left its cgroup parent behind:** {stk['parent_left']}")
-        for n in stk["notes"]:
-            w(f"- note: {n}")
-        for n in stk.get("log_warnings", []):
-            w(f"- berthd logged: {n}")
-        for n in fail_summary(stk["failures"]):
-            w(f"- failed: {n}")
-        w("")
+        return L
+    wi, wo = stk["with"], stk["without"]
+    wait_s = stk["kill_wait_rounds"] * parse_dur(stk["kill_wait_round"])
+    mw, mo = median(wi["delete_ms"]), median(wo["delete_ms"])
+    ok = (wi.get("stuck_in_flight_after") is True and wi["completed"] == stk["count"]
+          and mw is not None and mo is not None and mw <= 2 * mo)
+    w(f"One container is made with `linux.cgroupsPath` = `/<parent>/{STUCK_PARENT}/<id>`, "
+      "started, and its cgroup's parent frozen "
+      f"(`FROZEN` into `/sys/fs/cgroup/freezer/<parent>/{STUCK_PARENT}/freezer.state`): its "
+      "init cannot die, so `delete --force` waits for it for "
+      f"`--kill-wait-rounds {stk['kill_wait_rounds']} --kill-wait-round {stk['kill_wait_round']}` "
+      f"(~{wait_s:.0f} s). Started {stk.get('head_start', 0.5)} s before the others, it is in "
+      f"flight while {stk['count']} other running containers are force-deleted by "
+      f"{stk['clients']} client processes at full speed. The same {stk['count']} deletes ran "
+      "first without a stuck delete, on the same berthd. No global lock means: all of them "
+      f"finish while the stuck one waits, with a median at most twice as long: "
+      f"**{'yes' if ok else 'no'}**.")
+    w("")
+    w(f"| {stk['count']} x delete --force | wall ms | median ms | p95 ms | max ms | completed |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for name, v in (("without a stuck delete", wo), ("with the stuck delete in flight", wi)):
+        s = stats_ms(v["delete_ms"])
+        w(f"| {name} | {f1(v['wall_s'] * 1000, 0)} | {f1(s['med'], 2)} | {f1(s['p95'], 2)} | "
+          f"{f1(s['max'], 2)} | {v['completed']} |")
+    w("")
+    w(f"- The stuck delete was still in flight when the {stk['count']} deletes had finished: "
+      f"**{'yes' if wi.get('stuck_in_flight_after') else 'no'}** (at "
+      f"{f1(wi.get('stuck_elapsed_when_done_s'), 2)} s). It returned after "
+      f"{f1(wi.get('stuck_delete_s'), 2)} s with exit status {wi.get('stuck_rc')}"
+      + (f" (`{' '.join(wi.get('stuck_stderr', '').split())[:200]}`)" if wi.get("stuck_stderr") else "")
+      + f"; after the thaw, `delete --force` removed it in {f1(wi.get('after_thaw_delete_ms'), 1)} ms "
+      f"(exit {wi.get('after_thaw_delete_rc')}).")
+    w(f"- While it was stuck: `berth state` of that container took "
+      f"{f1(wi.get('state_stuck_ms'), 1)} ms and `berth list` {f1(wi.get('list_cli_ms'), 1)} ms.")
+    w(f"- Machine: {describe_load(stk.get('machine'))}.")
+    if stk.get("parent_left"):
+        w(f"- **berth left its cgroup parent behind:** {stk['parent_left']}")
+    for n in stk["notes"]:
+        w(f"- note: {n}")
+    for n in stk.get("log_warnings", []):
+        w(f"- berthd logged: {n}")
+    for n in fail_summary(stk["failures"]):
+        w(f"- failed: {n}")
+    w("")
     return L
 
 
@@ -1284,6 +1088,7 @@ def main():
     def daemon_args(p):
         p.add_argument("--berthd", required=True)
         p.add_argument("--berth", required=True)
+        p.add_argument("--bench", required=True, help="berth-bench, for `ready`")
         p.add_argument("--root", required=True)
         p.add_argument("--run-dir", required=True)
         p.add_argument("--cgroup-parent", required=True)
@@ -1291,9 +1096,13 @@ def main():
         p.add_argument("--pidfile", required=True)
         p.add_argument("--tmp", required=True)
 
+    def bundle_args(p):
+        p.add_argument("--template", required=True, help="config.json of the `sleep` bundle")
+        p.add_argument("--bundles", required=True, help="directory of the per-id bundles")
+
     p = sp.add_parser("worker")
     p.add_argument("--ops", required=True)
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundles", required=True)
     p.add_argument("--ids", required=True)
     p.add_argument("--tmp", required=True)
     p.add_argument("--out", required=True)
@@ -1301,8 +1110,10 @@ def main():
 
     p = sp.add_parser("throughput")
     p.add_argument("--runtime", required=True)
+    p.add_argument("--view", required=True)
     p.add_argument("--prefix", required=True)
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--cgroup-parent", required=True)
+    bundle_args(p)
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--rep", type=int, default=0)
@@ -1312,8 +1123,8 @@ def main():
 
     p = sp.add_parser("registry")
     daemon_args(p)
+    bundle_args(p)
     p.add_argument("--prefix", required=True)
-    p.add_argument("--bundle", required=True)
     p.add_argument("--running", type=int, default=200)
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.replace(",", " ").split()],
                    default=[0, 1000, 10000])
@@ -1325,9 +1136,8 @@ def main():
 
     p = sp.add_parser("stuck")
     daemon_args(p)
+    bundle_args(p)
     p.add_argument("--prefix", required=True)
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--stuck-bundle", required=True)
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--kill-wait-rounds", type=int, default=100)
@@ -1339,22 +1149,9 @@ def main():
     daemon_args(p)
     p.add_argument("--gen-prefix")
 
-    p = sp.add_parser("plot")
-    p.add_argument("--registry")
-    p.add_argument("--latency-png", required=True)
-    p.add_argument("--startup-png", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("results", nargs="*")
-
-    p = sp.add_parser("collect")
-    p.add_argument("--out", required=True)
-    p.add_argument("--note", action="append", default=[])
-    p.add_argument("files", nargs="*")
-
     a = ap.parse_args()
     return {"worker": cmd_worker, "throughput": cmd_throughput, "registry": cmd_registry,
-            "stuck": cmd_stuck, "teardown": cmd_teardown, "plot": cmd_plot,
-            "collect": cmd_collect}[a.cmd](a)
+            "stuck": cmd_stuck, "teardown": cmd_teardown}[a.cmd](a)
 
 
 if __name__ == "__main__":
