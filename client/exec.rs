@@ -3,8 +3,6 @@
 //! user, capabilities, cwd, noNewPrivileges, ...) with the given command and overrides.
 //! Attached (the default), the CLI is its stdio until it exits and exits with its code;
 //! detached (`-d`), the CLI prints its pid and returns.
-use std::process::ExitCode;
-
 use anyhow::{bail, Context};
 use berth_api::{self as proto, container_service_client::ContainerServiceClient};
 use tonic::transport::Channel;
@@ -90,10 +88,7 @@ impl attach::Process for Exec {
     }
 }
 
-pub async fn exec(
-    client: &mut ContainerServiceClient<Channel>,
-    args: Args,
-) -> anyhow::Result<ExitCode> {
+pub async fn exec(client: &mut ContainerServiceClient<Channel>, args: Args) -> anyhow::Result<u8> {
     let process = process_of(client, &args).await?;
     let exec_id = args.exec_id.clone().unwrap_or_else(made_up_exec_id);
     let mut request = proto::ExecProcessRequest {
@@ -106,7 +101,7 @@ pub async fn exec(
         request.start = true;
         let pid = client.exec_process(request).await?.into_inner().pid;
         println!("{pid}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     let attachment = Attachment::new(args.tty, args.interactive)?;
     let paths = attachment.paths();
@@ -135,7 +130,7 @@ pub async fn exec(
             exec_id,
         })
         .await;
-    Ok(ExitCode::from(followed?))
+    followed
 }
 
 /// The rows and columns of the terminal the CLI runs on, if it runs on one.

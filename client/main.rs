@@ -3,12 +3,14 @@
 //! Like runc, commands that change something print nothing on success; every error prints
 //! the daemon's message on stderr and exits 1. `health` instead follows grpc_health_probe's
 //! exit codes so scripts work with either tool.
+// The process starts at `main` below, not in std's start-up.
+#![cfg_attr(not(test), no_main)]
 mod attach;
 mod exec;
 mod run;
 mod usage;
 
-use std::{path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{bail, Context};
 use berth_api::{self as proto, container_service_client::ContainerServiceClient};
@@ -95,7 +97,9 @@ impl Target {
     }
 }
 
+// Deferred: a command line builds the arguments of its own subcommand only, not of all.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Create a container from an OCI bundle; its init waits for `start`.
     Create {
@@ -224,32 +228,62 @@ enum Command {
     Man { dir: PathBuf },
 }
 
-fn main() -> ExitCode {
+/// The process's entry point, instead of the one std generates around a Rust `main`. std's
+/// start-up also sets up its stack-overflow report, and finding the main thread's stack for
+/// it reads and parses /proc/self/maps: a dozen system calls and page faults, a measurable
+/// part of a short command (issue 17). What of it the CLI relies on is done here: the
+/// standard fds are open, and SIGPIPE is ignored, so that a closed pipe or daemon
+/// connection is an error to report, not a silent death.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    open_standard_fds();
+    // SAFETY: no other thread exists yet to race the change, and SIG_IGN is valid for SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    berth()
+}
+
+/// Opens /dev/null on any of fds 0-2 the CLI was started without, so that neither the
+/// daemon's socket nor anything else becomes its stdout or stderr.
+#[cfg(not(test))]
+fn open_standard_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: the array holds 3 pollfds.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for _ in fds.iter().filter(|fd| fd.revents & libc::POLLNVAL != 0) {
+        // Opened on the lowest free fd, the closed one, and kept for the life of the process.
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            std::mem::forget(null);
+        }
+    }
+}
+
+// Under test the harness has the entry point, and this is what it would run.
+#[cfg_attr(test, allow(dead_code))]
+fn berth() -> ! {
+    if asks_for_the_version_alone() {
+        print!("{}", version_text());
+        std::process::exit(0);
+    }
     let cli = Cli::parse();
     // Neither needs the daemon.
     match &cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
+            std::process::exit(0);
         }
-        Command::Spec { bundle } => {
-            return match write_spec(bundle) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Man { dir } => {
-            return match write_man_pages(dir) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("berth: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Spec { bundle } => exit_with(write_spec(bundle)),
+        Command::Man { dir } => exit_with(write_man_pages(dir)),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -259,32 +293,52 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("berth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            std::process::exit(1);
         }
     };
-    if let Command::Health {
+    let code = if let Command::Health {
         service,
         connect_timeout,
         rpc_timeout,
     } = &cli.command
     {
-        return ExitCode::from(runtime.block_on(health(
-            &cli.target,
-            service,
-            *connect_timeout,
-            *rpc_timeout,
-        )));
-    }
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                Some(status) => eprintln!("{}", status.message()),
-                None => eprintln!("berth: {e:#}"),
+        runtime.block_on(health(&cli.target, service, *connect_timeout, *rpc_timeout))
+    } else {
+        match runtime.block_on(run(cli)) {
+            Ok(code) => code,
+            Err(e) => {
+                match e.downcast_ref::<tonic::Status>() {
+                    Some(status) => eprintln!("{}", status.message()),
+                    None => eprintln!("berth: {e:#}"),
+                }
+                1
             }
-            ExitCode::FAILURE
         }
+    };
+    // The command is over: what it printed is flushed by exit, and what must be undone
+    // (a raw terminal, the attach directory) was undone as its future ended. The runtime
+    // and the connection are left to the kernel, which frees them faster than dropping
+    // them does, and that is part of every command's time (issue 17).
+    std::process::exit(code.into())
+}
+
+/// `berth --version` (or `-V`) alone, as tools probe a runtime: answered before clap builds
+/// the command tree, which copies every global option into each subcommand first and is
+/// most of the CLI's own start-up (issue 17). A test keeps the text clap's.
+fn asks_for_the_version_alone() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    matches!((args.next(), args.next()), (Some(arg), None) if arg == "--version" || arg == "-V")
+}
+
+fn version_text() -> String {
+    format!("berth {}\n", env!("CARGO_PKG_VERSION"))
+}
+
+fn exit_with(result: anyhow::Result<()>) -> ! {
+    if let Err(e) = &result {
+        eprintln!("berth: {e:#}");
     }
+    std::process::exit(result.is_err().into())
 }
 
 async fn connect(target: &Target) -> anyhow::Result<ContainerServiceClient<Channel>> {
@@ -304,7 +358,8 @@ fn path_text(path: Option<PathBuf>) -> anyhow::Result<String> {
     })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// The exit code of a command that needs the daemon.
+async fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Run(args) => args.check_target(&cli.target)?,
         Command::Exec(args) => args.check_target(&cli.target)?,
@@ -424,7 +479,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", event_line(&event, json));
             }
         }
-        Command::Wait { id } => return Ok(ExitCode::from(wait(&mut client, id).await?)),
+        Command::Wait { id } => return wait(&mut client, id).await,
         Command::Ps { id, json } => {
             let pids = client
                 .list_processes(proto::ListProcessesRequest { id })
@@ -449,7 +504,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("handled before connecting")
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// The init's exit code, for this process's. berthd ends a call at its --rpc-timeout with
@@ -780,5 +835,14 @@ mod tests {
     #[test]
     fn the_oci_version_is_the_one_berthd_implements() {
         assert_eq!(super::OCI_VERSION, oci_spec::runtime::VERSION);
+    }
+
+    #[test]
+    fn the_early_version_is_claps() {
+        use clap::CommandFactory;
+        assert_eq!(
+            super::version_text(),
+            super::Cli::command().render_version()
+        );
     }
 }

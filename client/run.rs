@@ -1,7 +1,7 @@
 //! `berth run`: create and start, as `runc run` does. Attached (the default), the CLI is
 //! the container's stdio until its init exits, exits with its code, and deletes the
 //! container; detached (`-d`), it leaves the container running.
-use std::{path::PathBuf, process::ExitCode};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use berth_api::{self as proto, container_service_client::ContainerServiceClient};
@@ -71,10 +71,7 @@ impl attach::Process for Init {
     }
 }
 
-pub async fn run(
-    client: &mut ContainerServiceClient<Channel>,
-    args: Args,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &mut ContainerServiceClient<Channel>, args: Args) -> anyhow::Result<u8> {
     let bundle = std::path::absolute(&args.bundle)
         .with_context(|| format!("bundle {}", args.bundle.display()))?;
     let mut request = proto::CreateContainerRequest {
@@ -89,7 +86,7 @@ pub async fn run(
         request.console_socket = crate::path_text(args.console_socket)?;
         client.create_container(request).await?;
         return match start(client, &args.id).await {
-            Ok(()) => Ok(ExitCode::SUCCESS),
+            Ok(()) => Ok(0),
             Err(error) => Err(delete_after(client, &args.id, error).await),
         };
     }
@@ -123,7 +120,7 @@ pub async fn run(
     match followed {
         Ok(code) => {
             delete(client, &args.id).await?;
-            Ok(ExitCode::from(code))
+            Ok(code)
         }
         Err(error) => Err(delete_after(client, &args.id, error).await),
     }
