@@ -1,6 +1,8 @@
 //! How berthd makes a container's init without forking itself: it executes a sealed copy
 //! of its own binary in `init` mode (see `init`), configures it over a socket, and follows
-//! its progress through the messages below.
+//! its progress through the messages below. berthd sends the container's
+//! [`crate::cgroups::Placement`] first, then the [`Task`]; an init's helper sets up the
+//! namespaces meanwhile berthd makes the cgroups, and waits for [`CgroupsMade`] to fork.
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, Write},
@@ -17,8 +19,7 @@ use serde::{Deserialize, Serialize};
 /// its end of the socket.
 pub const INIT_ARG: &str = "init";
 
-/// berthd's first message to the helper, once the helper sits in the container's cgroups:
-/// what to make.
+/// What to make: berthd's second message to the helper, after the placement.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Task {
     /// A new container's init.
@@ -84,6 +85,12 @@ pub enum Report {
 /// berthd -> the helper: the user namespace's maps are written.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IdsMapped;
+
+/// berthd -> the helper making an init, once its namespaces may exist (after `IdsMapped`
+/// when it makes a user namespace): the container's cgroups and RDT group exist, so it may
+/// enter them and fork the init.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CgroupsMade;
 
 /// berthd -> the init, once the runtime-namespace hooks ran.
 #[derive(Debug, Serialize, Deserialize)]

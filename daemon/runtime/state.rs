@@ -4,7 +4,7 @@
 //! The schema only grows: new fields get `#[serde(default)]` so older files still load.
 use std::{
     collections::BTreeMap,
-    fs::{self, File, OpenOptions},
+    fs::{self, OpenOptions},
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
@@ -177,17 +177,49 @@ impl ContainerState {
         Ok(Some(state))
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: &Path, durability: Durability) -> Result<()> {
         write_atomically(
             path,
             &serde_json::to_vec_pretty(self).expect("state serializes"),
+            durability,
         )
     }
 }
 
-/// Replaces the file at `path` atomically: temp file, fsync, rename, fsync of the
-/// directory (without the last step the rename itself may not survive a power cut).
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+/// What a state write waits for, decided once for the state root (docs/reliability.md,
+/// Durability). Either way a write replaces the file atomically (temp file, rename), so a
+/// berthd killed at any point finds the old file or the new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The root is in memory (tmpfs, ramfs): it does not outlive the machine, and nothing
+    /// needs to reach a disk.
+    Volatile,
+    /// The root is on disk, which outlives the containers (they die with the machine): the
+    /// file's contents are synced before the rename, so a power cut never leaves a torn
+    /// or empty state file, only, at worst, the previous one, since the rename is not
+    /// waited for.
+    Disk,
+}
+
+impl Durability {
+    /// Of the file system holding `dir`.
+    pub fn of(dir: &Path) -> std::io::Result<Self> {
+        use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+        /// linux/magic.h; neither libc nor nix names it.
+        const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+        let kind = statfs(dir)?.filesystem_type();
+        let in_memory = kind == TMPFS_MAGIC || kind == RAMFS_MAGIC;
+        Ok(if in_memory {
+            Durability::Volatile
+        } else {
+            Durability::Disk
+        })
+    }
+}
+
+/// Replaces the file at `path` atomically: a temp file beside it, synced when `durability`
+/// asks, renamed over it.
+pub fn write_atomically(path: &Path, contents: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(path.file_name().unwrap_or_default());
@@ -201,9 +233,10 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durability == Durability::Disk {
+            file.sync_data()?;
+        }
+        fs::rename(&tmp, path)
     };
     write().context(|| format!("write {}", path.display()))
 }
@@ -260,13 +293,26 @@ mod tests {
     fn save_then_load_round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        sample().save(&path).unwrap();
+        sample().save(&path, Durability::Disk).unwrap();
         assert_eq!(ContainerState::load(&path).unwrap(), Some(sample()));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn a_root_in_memory_is_volatile_and_one_on_a_disk_is_not() {
+        // /dev/shm is a tmpfs on every Linux these tests run on; the source tree is on disk.
+        assert_eq!(
+            Durability::of(Path::new("/dev/shm")).unwrap(),
+            Durability::Volatile
+        );
+        assert_eq!(
+            Durability::of(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap(),
+            Durability::Disk
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::{
 use crate::{
     error::{IoContext, Result},
     id::ContainerId,
-    state::{ContainerState, StateError},
+    state::{ContainerState, Durability, StateError},
 };
 
 pub const TOMBSTONES: &str = "~deleting";
@@ -32,6 +32,7 @@ const SECCOMP_FILE: &str = "seccomp.json";
 #[derive(Clone, Debug)]
 pub struct StateRoot {
     path: PathBuf,
+    durability: Durability,
 }
 
 impl StateRoot {
@@ -50,8 +51,11 @@ impl StateRoot {
                 tracing::warn!(path = %tombstone.path().display(), error = %e, "cannot finish removing a deleted state directory");
             }
         }
+        let durability =
+            Durability::of(path).context(|| format!("statfs {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
+            durability,
         })
     }
 
@@ -62,6 +66,7 @@ impl StateRoot {
     pub fn dir(&self, id: &ContainerId) -> StateDir {
         StateDir {
             path: self.path.join(id.as_str()),
+            durability: self.durability,
         }
     }
 
@@ -75,7 +80,13 @@ impl StateRoot {
             .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|entry| {
                 let id = ContainerId::parse(entry.file_name().to_str()?).ok()?;
-                Some((id, StateDir { path: entry.path() }))
+                Some((
+                    id,
+                    StateDir {
+                        path: entry.path(),
+                        durability: self.durability,
+                    },
+                ))
             })
             .collect())
     }
@@ -85,6 +96,7 @@ impl StateRoot {
 #[derive(Clone, Debug)]
 pub struct StateDir {
     path: PathBuf,
+    durability: Durability,
 }
 
 impl StateDir {
@@ -119,12 +131,12 @@ impl StateDir {
     }
 
     pub fn save(&self, state: &ContainerState) -> Result<()> {
-        state.save(&self.state_file())
+        state.save(&self.state_file(), self.durability)
     }
 
     pub fn save_seccomp(&self, program: &crate::seccomp::Program) -> Result<()> {
         let json = serde_json::to_vec(program).expect("programs serialize");
-        crate::state::write_atomically(&self.path.join(SECCOMP_FILE), &json)
+        crate::state::write_atomically(&self.path.join(SECCOMP_FILE), &json, self.durability)
     }
 
     /// `None` when the container has no filter.

@@ -15,7 +15,6 @@ pub enum Call {
     Create(Vec<PathBuf>),
     Apply,
     Update,
-    AddProcess(i32),
     SetFrozen(bool),
     RequestThaw,
     SignalAll(i32),
@@ -77,9 +76,11 @@ impl CgroupManager for Fake {
         Ok(Default::default())
     }
 
-    fn add_process(&self, _: &[PathBuf], pid: i32) -> Result<()> {
-        self.record(Call::AddProcess(pid));
-        Ok(())
+    fn placement(&self, dirs: &[PathBuf]) -> super::Placement {
+        super::Placement {
+            tasks: Vec::new(),
+            clone_into: dirs.first().cloned(),
+        }
     }
 
     fn processes(&self, _: &[PathBuf], _: &[PathBuf]) -> BTreeSet<i32> {

@@ -12,7 +12,7 @@ use cgroups_rs::manager::Manager;
 
 use super::{
     devices, hierarchy::Hierarchy, oom, stats, tree, CgroupError, CgroupManager, ContainerMount,
-    Layout, OomWatch, Plan, Result,
+    Layout, OomWatch, Placement, Plan, Result,
 };
 
 #[derive(Debug)]
@@ -321,6 +321,44 @@ fn kernel_refusal(error: &cgroups_rs::manager::Error) -> Option<String> {
     super::refused_value(answer).then(|| format!("{value:?} in {file}: {answer}"))
 }
 
+/// A v1 devices cgroup's `devices.allow` and `devices.deny`, each opened once: the kernel
+/// takes one rule per write.
+struct DeviceFiles<'a> {
+    dir: &'a Path,
+    allow: Option<fs::File>,
+    deny: Option<fs::File>,
+}
+
+impl<'a> DeviceFiles<'a> {
+    fn new(dir: &'a Path) -> Self {
+        Self {
+            dir,
+            allow: None,
+            deny: None,
+        }
+    }
+
+    fn write(&mut self, rule: &devices::DeviceRule) -> Result<()> {
+        use std::io::Write;
+        let (file, name) = match rule.allow {
+            true => (&mut self.allow, "devices.allow"),
+            false => (&mut self.deny, "devices.deny"),
+        };
+        let path = self.dir.join(name);
+        let file = match file {
+            Some(file) => file,
+            None => file.insert(
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(CgroupError::io("open", &path))?,
+            ),
+        };
+        file.write_all(rule.v1_line().as_bytes())
+            .map_err(CgroupError::io("write a device rule to", &path))
+    }
+}
+
 /// A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and refuses processes
 /// until it has some: it gets its parent's.
 fn inherit_cpuset(dir: &Path) -> Result<()> {
@@ -362,18 +400,26 @@ impl CgroupManager for Legacy {
         dirs: &[PathBuf],
         resources: Option<&oci_spec::runtime::LinuxResources>,
     ) -> Result<()> {
+        let config_rules = resources
+            .and_then(|r| r.devices().as_deref())
+            .unwrap_or_default();
+        let config_rules = devices::rules_from_oci(config_rules)?;
         if let Some(resources) = resources {
-            self.set_resources(dirs, resources)?;
-        }
-        // After the config's rules, as runc does: the defaults cannot be taken away.
-        for dir in dirs {
-            let allow = dir.join("devices.allow");
-            if allow.exists() {
-                for rule in devices::DEFAULT_RULES {
-                    fs::write(&allow, rule.v1_line())
-                        .map_err(CgroupError::io("write a device rule to", &allow))?;
-                }
+            let mut without_devices = resources.clone();
+            without_devices.set_devices(None);
+            // Most configs limit nothing but devices: cgroups-rs, which reads the host's
+            // mounts anew for every container, is not needed for them.
+            if without_devices != Default::default() {
+                self.set_resources(dirs, &without_devices)?;
             }
+        }
+        let Some(dir) = self.dir_with(dirs, "devices") else {
+            return Ok(());
+        };
+        // The config's rules in order, then runc's defaults, which cannot be taken away.
+        let mut rules = DeviceFiles::new(dir);
+        for rule in config_rules.iter().chain(&devices::DEFAULT_RULES) {
+            rules.write(rule)?;
         }
         Ok(())
     }
@@ -399,8 +445,16 @@ impl CgroupManager for Legacy {
         })
     }
 
-    fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()> {
-        tree::add_process(dirs, pid)
+    fn placement(&self, dirs: &[PathBuf]) -> Placement {
+        let unified = self.unified_dir(dirs);
+        Placement {
+            tasks: dirs
+                .iter()
+                .filter(|dir| Some(*dir) != unified)
+                .map(|dir| dir.join("tasks"))
+                .collect(),
+            clone_into: unified.cloned(),
+        }
     }
 
     fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
@@ -458,7 +512,7 @@ impl CgroupManager for Legacy {
     }
 
     fn oom_watch(&self, dirs: &[PathBuf]) -> Result<Option<OomWatch>> {
-        match dirs.iter().find(|d| d.join("memory.oom_control").exists()) {
+        match self.dir_with(dirs, "memory") {
             Some(dir) => oom::v1(dir).map(Some),
             None => Ok(None),
         }

@@ -130,6 +130,22 @@ pub enum ContainerMount {
     Binds(Vec<(String, PathBuf)>),
 }
 
+/// How a process made for the container (its init, an exec process) comes to be in the
+/// container's cgroups without migrating it from outside. A write of another process's pid
+/// to `cgroup.procs` takes the kernel's global cgroup-migration lock for writing, which
+/// waits for an RCU grace period: milliseconds per create, more under load. A thread that
+/// moves itself through a v1 `tasks` file (pid 0) skips that lock, and a child cloned with
+/// `CLONE_INTO_CGROUP` is born in its cgroup2 directory under the lock's read side only. The
+/// helper does both, before it grows a second thread (it never does) and before it forks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The `tasks` file of the container's directory in every v1 hierarchy: the helper
+    /// writes 0 to each (itself; its only thread), and what it forks inherits them.
+    pub tasks: Vec<PathBuf>,
+    /// The container's cgroup2 directory, which the helper clones its child into.
+    pub clone_into: Option<PathBuf>,
+}
+
 /// Everything berth does to cgroups. Implementations decide nothing about containers:
 /// they do what they are asked on the directories they are given.
 pub trait CgroupManager: Send + Sync + fmt::Debug {
@@ -159,7 +175,8 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     /// for are absent.
     fn stats(&self, dirs: &[PathBuf]) -> Result<stats::Stats>;
 
-    fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()>;
+    /// How the helper places what it forks in `dirs`.
+    fn placement(&self, dirs: &[PathBuf]) -> Placement;
 
     /// Every process in the container's trees, in every hierarchy. `others` (here and
     /// below) are the cgroup directories other containers record: never listed, killed or

@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeSet,
     fs, io,
+    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     thread::sleep,
     time::Duration,
@@ -52,14 +53,6 @@ pub fn plan<'a>(mount_points: impl Iterator<Item = &'a Path>, relative: &Path) -
     plan
 }
 
-pub fn add_process(dirs: &[PathBuf], pid: i32) -> Result<()> {
-    for dir in dirs {
-        let procs = dir.join("cgroup.procs");
-        fs::write(&procs, pid.to_string()).map_err(CgroupError::io("add a process to", &procs))?;
-    }
-    Ok(())
-}
-
 pub fn processes(dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     for dir in dirs {
@@ -73,7 +66,15 @@ pub fn processes(dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {
 
 /// Whether `dir` is, or lies inside, a directory of `others`.
 fn belongs_to_others(dir: &Path, others: &[PathBuf]) -> bool {
-    others.iter().any(|other| dir.starts_with(other))
+    others.iter().any(|other| lies_within(dir, other))
+}
+
+/// `path.starts_with(dir)` for the normalised paths of cgroup directories, by bytes: a
+/// delete compares each of its directories with those of every other container, and
+/// comparing component by component costs more than the rmdir.
+fn lies_within(path: &Path, dir: &Path) -> bool {
+    let (path, dir) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    path.starts_with(dir) && (path.len() == dir.len() || path[dir.len()] == b'/')
 }
 
 /// `dir` and every cgroup below it, children before their parents, without the subtrees
@@ -222,7 +223,7 @@ pub fn kill_all(
     if let Some(kill) = kill_file {
         if let Some(dir) = kill.parent() {
             // cgroup.kill reaches the whole subtree, another container's included.
-            let holds_others = others.iter().any(|other| other.starts_with(dir));
+            let holds_others = others.iter().any(|other| lies_within(other, dir));
             if !holds_others && processes(&[dir.to_owned()], others) == everyone {
                 return fs::write(kill, "1")
                     .map_err(CgroupError::io("kill every process through", kill));
@@ -253,9 +254,17 @@ pub fn remove(
     kill: impl Fn() -> Result<()>,
 ) -> Result<()> {
     for dir in dirs.iter().filter(|d| created.contains(d)) {
+        // Mostly it holds nothing: one rmdir, no walk.
+        if !belongs_to_others(dir, others) {
+            match fs::remove_dir(dir) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => {}
+            }
+        }
         for tree_dir in subtree_deepest_first(dir, others) {
             // What holds another container's cgroup stays, with it.
-            if others.iter().any(|other| other.starts_with(&tree_dir)) {
+            if others.iter().any(|other| lies_within(other, &tree_dir)) {
                 continue;
             }
             remove_dir_retrying(&tree_dir, &kill)?;
@@ -309,6 +318,15 @@ mod tests {
                 PathBuf::from(path.trim_start_matches('/'))
             })
             .collect()
+    }
+
+    #[test]
+    fn a_directory_lies_within_itself_and_its_ancestors_only() {
+        let dir = Path::new("/sys/fs/cgroup/pids/berth/c1");
+        assert!(lies_within(dir, dir));
+        assert!(lies_within(dir, Path::new("/sys/fs/cgroup/pids/berth")));
+        assert!(!lies_within(dir, Path::new("/sys/fs/cgroup/pids/berth/c")));
+        assert!(!lies_within(Path::new("/sys/fs/cgroup/pids/berth"), dir));
     }
 
     #[test]

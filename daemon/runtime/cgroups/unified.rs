@@ -9,7 +9,7 @@ use std::{
 
 use super::{
     devices, oom, stats, tree, v2_resources, CgroupError, CgroupManager, ContainerMount, Layout,
-    OomWatch, Plan, Result,
+    OomWatch, Placement, Plan, Result,
 };
 
 #[derive(Debug)]
@@ -185,8 +185,11 @@ impl CgroupManager for Unified {
         }
     }
 
-    fn add_process(&self, dirs: &[PathBuf], pid: i32) -> Result<()> {
-        tree::add_process(dirs, pid)
+    fn placement(&self, dirs: &[PathBuf]) -> Placement {
+        Placement {
+            tasks: Vec::new(),
+            clone_into: dirs.first().cloned(),
+        }
     }
 
     fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32> {

@@ -24,7 +24,7 @@ use crate::{
     container::{Container, Record, Runtime},
     error::{Error, IoContext, OnContainer, Result},
     fault,
-    helper::{IdsMapped, InitConfig, Proceed, Report, Task, INIT_ARG},
+    helper::{CgroupsMade, IdsMapped, InitConfig, Proceed, Report, Task, INIT_ARG},
     hooks,
     id::ContainerId,
     labels::Labels,
@@ -188,6 +188,15 @@ fn read_config(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The helper then reports the new user namespace and waits for its maps.
+fn creates_user_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+}
+
 fn shares_pid_namespace(spec: &Spec) -> bool {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     // Joining another PID namespace by path shares it too: killing this init does not
@@ -297,7 +306,27 @@ impl Container {
             )));
         }
 
+        // The helper executes, links itself and makes the namespaces while berthd makes the
+        // state directory and the cgroups; it forks once they exist (CgroupsMade).
         let dir = runtime.root.dir(&id);
+        let (stdin, stdout, stderr) = stdio;
+        let mut helper =
+            start_helper(runtime, &id, None, stdin, stdout, stderr).map_err(no_leftover)?;
+        let task = Task::Create(Box::new(InitConfig {
+            spec: bundle.spec.clone(),
+            rootfs: bundle.rootfs.clone(),
+            exec_fifo: dir.exec_fifo(),
+            cgroup_mount: runtime.cgroups.container_mount(&cgroup_dirs),
+            hook_timeouts: runtime.hook_timeouts,
+            seccomp: bundle.seccomp.clone(),
+            console_socket: bundle.console_socket.clone(),
+        }));
+        let channel = &mut helper.1;
+        channel
+            .send(&runtime.cgroups.placement(&cgroup_dirs))
+            .await
+            .map_err(no_leftover)?;
+        channel.send(&task).await.map_err(no_leftover)?;
         let state = ContainerState {
             schema_version: SCHEMA_VERSION,
             id: id.to_string(),
@@ -334,7 +363,7 @@ impl Container {
         .map_err(no_leftover)?;
         fault::point("after-state-written");
         let mut container = Container::load(id, dir, Record::Valid(state), runtime.cgroups.clone());
-        match container.build(runtime, &bundle, stdio).await {
+        match container.build(runtime, &bundle, helper).await {
             Ok(()) => Ok(container),
             Err(error) => {
                 tracing::warn!(id = %container.id, error = %error, "create failed; removing what it made");
@@ -349,56 +378,53 @@ impl Container {
         }
     }
 
-    async fn build(&mut self, runtime: &Runtime, bundle: &Bundle, stdio: Streams) -> Result<()> {
+    async fn build(
+        &mut self,
+        runtime: &Runtime,
+        bundle: &Bundle,
+        (helper_pid, mut channel): (i32, HelperChannel),
+    ) -> Result<()> {
         let state = self
             .state()
             .expect("a new container's record is valid")
             .clone();
-        let (dir, owner) = (self.dir.clone(), crate::userns::host_root(&bundle.spec));
-        let seccomp = bundle.seccomp.clone();
-        blocking::run(move || {
-            dir.make_exec_fifo(owner)?;
-            seccomp.map_or(Ok(()), |program| dir.save_seccomp(&program))
-        })
-        .await?;
-
-        let plan = cgroups::Plan {
-            dirs: state.cgroup_dirs.clone(),
-            created: state.created_cgroup_dirs.clone(),
-        };
-        let manager = runtime.cgroups.clone();
-        blocking::run(move || manager.create(&plan)).await?;
-        fault::point("after-cgroup-created");
         let linux = bundle
             .spec
             .linux()
             .as_ref()
             .expect("checked by load_bundle");
-        let resources = linux.resources().clone();
-        self.with_cgroups(move |cgroups, dirs| cgroups.apply(dirs, resources.as_ref()))
-            .await?;
-        if let (Some(group), Some(rdt)) = (state.rdt.clone(), linux.intel_rdt().clone()) {
-            blocking::run(move || rdt::create(&group, &rdt)).await?;
-        }
+        let (dir, owner) = (self.dir.clone(), crate::userns::host_root(&bundle.spec));
+        let seccomp = bundle.seccomp.clone();
+        let manager = runtime.cgroups.clone();
+        let (resources, intel_rdt) = (linux.resources().clone(), linux.intel_rdt().clone());
+        let (plan, rdt_group) = (
+            cgroups::Plan {
+                dirs: state.cgroup_dirs.clone(),
+                created: state.created_cgroup_dirs.clone(),
+            },
+            state.rdt.clone(),
+        );
+        blocking::run(move || -> Result<()> {
+            dir.make_exec_fifo(owner)?;
+            if let Some(program) = seccomp {
+                dir.save_seccomp(&program)?;
+            }
+            manager.create(&plan)?;
+            fault::point("after-cgroup-created");
+            manager.apply(&plan.dirs, resources.as_ref())?;
+            if let (Some(group), Some(rdt)) = (rdt_group, intel_rdt) {
+                rdt::create(&group, &rdt)?;
+            }
+            Ok(())
+        })
+        .await?;
 
-        let (stdin, stdout, stderr) = stdio;
-        let (helper_pid, mut channel) = self
-            .spawn_helper(runtime, stdin, stdout, stderr, None)
-            .await?;
-        channel
-            .send(&Task::Create(Box::new(InitConfig {
-                spec: bundle.spec.clone(),
-                rootfs: bundle.rootfs.clone(),
-                exec_fifo: self.dir.exec_fifo(),
-                cgroup_mount: runtime.cgroups.container_mount(&state.cgroup_dirs),
-                hook_timeouts: runtime.hook_timeouts,
-                seccomp: bundle.seccomp.clone(),
-                console_socket: bundle.console_socket.clone(),
-            })))
-            .await?;
-
-        let mut report = channel.receive("the init's pid").await?;
-        if let Report::UserNamespace = report {
+        self.assign_rdt(helper_pid).await?;
+        if creates_user_namespace(&bundle.spec) {
+            match channel.receive("the user namespace").await? {
+                Report::UserNamespace => {}
+                _ => return Err(channel.unexpected("the user namespace")),
+            }
             crate::userns::write_maps(helper_pid, &bundle.spec).map_err(|(field, error)| {
                 Error::InvalidConfig {
                     field: field.into(),
@@ -406,13 +432,24 @@ impl Container {
                 }
             })?;
             channel.send(&IdsMapped).await?;
-            report = channel.receive("the init's pid").await?;
         }
-        let Report::InitPid { pid, start_time } = report else {
+        channel.send(&CgroupsMade).await?;
+        let Report::InitPid { pid, start_time } = channel.receive("the init's pid").await? else {
             return Err(channel.unexpected("the init's pid"));
         };
         let init = InitProcess { pid, start_time };
         self.update(|state| state.init = Some(init)).await?;
+        let hooks = state.hooks.clone().unwrap_or_default();
+        let runtime_hooks = [hooks.create_runtime(), hooks.prestart()];
+        let mut proceed = Some(Proceed {
+            creating_state: self.oci_state("creating"),
+            created_state: self.oci_state("created"),
+        });
+        // Without hooks to run between its mounts and its pivot, the init need not wait
+        // for berthd to see it mounted.
+        if runtime_hooks.into_iter().flatten().all(Vec::is_empty) {
+            channel.send(&proceed.take().expect("made above")).await?;
+        }
         fault::point("after-init-spawned");
         self.exit_status = Some(runtime.reaper.watch(&init));
         self.exit_observed = false;
@@ -424,25 +461,17 @@ impl Container {
             Report::Mounted => {}
             _ => return Err(channel.unexpected("the mounts")),
         }
-        let creating = self.oci_state("creating");
-        let hooks = state.hooks.clone().unwrap_or_default();
-        for (kind, list) in [
-            ("createRuntime", hooks.create_runtime()),
-            ("prestart", hooks.prestart()),
-        ] {
-            for (index, hook) in list.iter().flatten().enumerate() {
-                runtime
-                    .run_hook(kind, index, hook, &creating)
-                    .await
-                    .on_container("create", &self.id)?;
+        if let Some(proceed) = proceed {
+            for (kind, list) in ["createRuntime", "prestart"].into_iter().zip(runtime_hooks) {
+                for (index, hook) in list.iter().flatten().enumerate() {
+                    runtime
+                        .run_hook(kind, index, hook, &proceed.creating_state)
+                        .await
+                        .on_container("create", &self.id)?;
+                }
             }
+            channel.send(&proceed).await?;
         }
-        channel
-            .send(&Proceed {
-                creating_state: creating,
-                created_state: self.oci_state("created"),
-            })
-            .await?;
         // Before it is ready the init runs the createContainer hooks, each of which may take
         // its whole time limit.
         let container_hooks = hooks
@@ -460,10 +489,8 @@ impl Container {
         }
     }
 
-    /// Starts the helper (`berthd init`) from the sealed copy of berthd, with these stdio
-    /// and its end of a socket as its only other fd, in the container's cgroups and RDT
-    /// group (so whatever it forks is born there). `exec_id` names the exec process it will
-    /// make, if that is its task.
+    /// Starts the helper for an exec process (`exec_id`), placed in the container's cgroups
+    /// and RDT group (see `start_helper`).
     pub(super) async fn spawn_helper(
         &self,
         runtime: &Runtime,
@@ -472,44 +499,24 @@ impl Container {
         stderr: Stdio,
         exec_id: Option<&str>,
     ) -> Result<(i32, HelperChannel)> {
-        let state = self
+        let (helper_pid, mut channel) =
+            start_helper(runtime, &self.id, exec_id, stdin, stdout, stderr)?;
+        let dirs = &self
             .state()
-            .expect("a container with a helper has a valid record");
-        let rdt = state.rdt.clone();
-        let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().context(|| "socketpair".into())?;
-        let mut command = Command::new(runtime.init_binary.path());
-        command
-            .arg0("berthd")
-            .arg(INIT_ARG)
-            .env_clear()
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr);
-        // The helper's end of the socket is its only inherited fd beyond stdio; its number
-        // travels as an argument, so no code has to run between fork and exec.
-        command.arg(theirs.as_raw_fd().to_string());
-        let (helper, _helper_exit) = runtime
-            .reaper
-            .spawn_inheriting(&mut command, theirs.as_fd())
-            .context(|| "start the init helper".into())?;
-        drop(theirs);
-        let helper_pid = helper.id() as i32;
-        self.with_cgroups(move |cgroups, dirs| cgroups.add_process(dirs, helper_pid))
-            .await?;
-        if let Some(group) = rdt {
+            .expect("a container with a helper has a valid record")
+            .cgroup_dirs;
+        channel.send(&runtime.cgroups.placement(dirs)).await?;
+        self.assign_rdt(helper_pid).await?;
+        Ok((helper_pid, channel))
+    }
+
+    /// Puts the helper in the container's RDT group, if it has one, before it forks.
+    async fn assign_rdt(&self, helper_pid: i32) -> Result<()> {
+        let group = self.state().and_then(|state| state.rdt.clone());
+        if let Some(group) = group {
             blocking::run(move || rdt::assign(&group, helper_pid)).await?;
         }
-        ours.set_nonblocking(true).context(|| "socket".into())?;
-        let stream = UnixStream::from_std(ours).context(|| "socket".into())?;
-        Ok((
-            helper_pid,
-            HelperChannel {
-                id: self.id.to_string(),
-                exec_id: exec_id.map(str::to_owned),
-                reader: BufReader::new(stream),
-            },
-        ))
+        Ok(())
     }
 
     /// Undoes a create that failed: the same teardown a forced delete does, without the
@@ -521,6 +528,46 @@ impl Container {
         let dir = self.dir.clone();
         blocking::run(move || dir.remove()).await
     }
+}
+
+/// Starts the helper (`berthd init`) from the sealed copy of berthd, with these stdio and
+/// its end of a socket as its only other fd; it waits there for its placement and its task.
+/// A helper whose socket closes before then exits.
+fn start_helper(
+    runtime: &Runtime,
+    id: &ContainerId,
+    exec_id: Option<&str>,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<(i32, HelperChannel)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().context(|| "socketpair".into())?;
+    let mut command = Command::new(runtime.init_binary.path());
+    command
+        .arg0("berthd")
+        .arg(INIT_ARG)
+        .env_clear()
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    // The helper's end of the socket is its only inherited fd beyond stdio; its number
+    // travels as an argument, so no code has to run between fork and exec.
+    command.arg(theirs.as_raw_fd().to_string());
+    let (helper, _helper_exit) = runtime
+        .reaper
+        .spawn_inheriting(&mut command, theirs.as_fd())
+        .context(|| "start the init helper".into())?;
+    drop(theirs);
+    ours.set_nonblocking(true).context(|| "socket".into())?;
+    let stream = UnixStream::from_std(ours).context(|| "socket".into())?;
+    Ok((
+        helper.id() as i32,
+        HelperChannel {
+            id: id.to_string(),
+            exec_id: exec_id.map(str::to_owned),
+            reader: BufReader::new(stream),
+        },
+    ))
 }
 
 /// berthd's end of the helper's socket: JSON lines, each read bounded in time.
@@ -561,11 +608,18 @@ impl HelperChannel {
     pub(super) async fn send<T: serde::Serialize>(&mut self, message: &T) -> Result<()> {
         let mut line = serde_json::to_vec(message).expect("messages serialize");
         line.push(b'\n');
-        self.reader
-            .get_mut()
-            .write_all(&line)
-            .await
-            .map_err(|e| self.failed(format!("the init helper went away: {e}")))
+        let Err(gone) = self.reader.get_mut().write_all(&line).await else {
+            return Ok(());
+        };
+        // A helper that failed said why before it went, and its socket still holds it.
+        let mut report = String::new();
+        let said = tokio::time::timeout(Duration::from_millis(100), self.reader.read_line(&mut report)).await;
+        match (said, serde_json::from_str(&report)) {
+            (Ok(Ok(_)), Ok(Report::Failed { message, caller_error })) => {
+                Err(self.failure(message, caller_error))
+            }
+            _ => Err(self.failed(format!("the init helper went away: {gone}"))),
+        }
     }
 
     pub(super) async fn receive(&mut self, waiting_for: &str) -> Result<Report> {

@@ -30,7 +30,7 @@ const NAMESPACES: [(&str, CloneFlags); 8] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-pub fn helper(channel: &mut Channel, config: ExecConfig) -> Result<Never> {
+pub fn helper(channel: &mut Channel, config: ExecConfig, cgroup: Option<OwnedFd>) -> Result<Never> {
     // Until the exec, this process holds the socket to berthd: processes of the container,
     // whose namespaces it joins, must not reach it through /proc.
     nix::sys::prctl::set_dumpable(false).context(|| "make the helper undumpable".into())?;
@@ -43,19 +43,21 @@ pub fn helper(channel: &mut Channel, config: ExecConfig) -> Result<Never> {
         .as_deref()
         .map(console::connect)
         .transpose()?;
-    let mut mount = None;
+    let mut by_child = Vec::new();
     for (namespace, flag) in open_namespaces(&config.init)? {
         // Joined by the child: this process reads the child's start time in the host's
-        // /proc, which the container's mount namespace would hide.
-        if flag == CloneFlags::CLONE_NEWNS {
-            mount = Some(namespace);
+        // /proc, which the container's mount namespace would hide, and clones the child
+        // into the container's cgroup2 directory, which a cgroup namespace that does not
+        // show its own may refuse.
+        if matches!(flag, CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP) {
+            by_child.push((namespace, flag));
             continue;
         }
         join(&namespace, flag)?;
     }
-    fork_reporting(channel, |_| {
-        if let Some(mount) = mount {
-            join(&mount, CloneFlags::CLONE_NEWNS)?;
+    fork_reporting(channel, cgroup.as_ref(), |_| {
+        for (namespace, flag) in by_child {
+            join(&namespace, flag)?;
         }
         if let Some(socket) = console {
             // The terminal becomes the controlling one of a session of its own.

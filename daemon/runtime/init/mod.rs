@@ -31,7 +31,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{
     error::{IoContext, Result},
-    helper::{Channel, IdsMapped, InitConfig, Proceed, Report, Task},
+    cgroups::Placement,
+    helper::{CgroupsMade, Channel, IdsMapped, InitConfig, Proceed, Report, Task},
     hooks, spec_support, userns,
 };
 
@@ -39,8 +40,6 @@ use crate::{
 /// namespace the container's root cannot cross the 0700 directories (a state root, a
 /// tempfile-made bundle directory) on the way to them.
 struct Held {
-    /// The container's state directory, for the exec FIFO in it.
-    state_dir: OwnedFd,
     /// The bundle's root file system, opened in the container's mount namespace.
     rootfs: OwnedFd,
     /// In a user namespace, each bind mount's source, which the config now names by
@@ -48,6 +47,28 @@ struct Held {
     bind_sources: Vec<OwnedFd>,
     /// Connected to the console socket, for a process with a terminal.
     console: Option<OwnedFd>,
+    /// The cgroup namespace, entered by the init: a new one is rooted at its creator's
+    /// cgroups, and only the init is in the container's cgroup2 directory.
+    cgroup_namespace: Option<CgroupNamespace>,
+    /// The helper made or joined a user namespace: the init becomes its root (the helper
+    /// stays the host's root, whom the cgroup2 tree lets clone the init into it).
+    user_namespace: bool,
+}
+
+enum CgroupNamespace {
+    Join(OwnedFd),
+    New,
+}
+
+impl CgroupNamespace {
+    fn enter(self) -> Result<()> {
+        match self {
+            CgroupNamespace::Join(fd) => nix::sched::setns(fd, CloneFlags::CLONE_NEWCGROUP)
+                .context(|| "join the cgroup namespace".into()),
+            CgroupNamespace::New => nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+                .context(|| "create the cgroup namespace".into()),
+        }
+    }
 }
 
 /// Entry point of `berthd init <socket fd>`; never returns.
@@ -64,23 +85,42 @@ pub fn main() -> ! {
     // Neither hooks nor the user process may inherit it, nor anything else berthd left open.
     mark_fds_close_on_exec();
     let mut channel = Channel::new(stream);
-    let outcome = channel
-        .receive()
-        .context(|| "read the helper's task".into())
-        .and_then(|task| {
-            task.ok_or_else(|| std::io::Error::other("berthd hung up before sending the task"))
-                .context(|| "read the helper's task".into())
-        })
-        .and_then(|task| match task {
-            Task::Create(config) => helper(&mut channel, *config),
-            Task::Exec(config) => exec::helper(&mut channel, config),
-        });
+    let outcome = receive(&mut channel, "the container's cgroups").and_then(|placement| {
+        match receive(&mut channel, "the helper's task")? {
+            Task::Create(config) => helper(&mut channel, *config, &placement),
+            Task::Exec(config) => {
+                let cgroup = enter_cgroups(&placement)?;
+                exec::helper(&mut channel, config, cgroup)
+            }
+        }
+    });
     let error = match outcome {
         Ok(never) => match never {},
         Err(error) => error,
     };
     let _ = channel.send(&failure(&error));
     std::process::exit(1)
+}
+
+fn receive<T: for<'de> serde::Deserialize<'de>>(channel: &mut Channel, what: &str) -> Result<T> {
+    channel
+        .receive()
+        .and_then(|message| message.ok_or_else(|| std::io::Error::other("berthd hung up")))
+        .context(|| format!("read {what}"))
+}
+
+/// Moves this process (its only thread) into the container's v1 cgroups, and opens its
+/// cgroup2 directory for the fork (see `cgroups::Placement`), by paths of the host's mount
+/// tree (the container's is only a copy of it until the init pivots).
+fn enter_cgroups(placement: &Placement) -> Result<Option<OwnedFd>> {
+    for tasks in &placement.tasks {
+        std::fs::write(tasks, "0").context(|| format!("enter cgroup {}", tasks.display()))?;
+    }
+    placement
+        .clone_into
+        .as_deref()
+        .map(|dir| open_path(dir, OFlag::O_DIRECTORY))
+        .transpose()
 }
 
 /// Every fd from 3 up is closed by the next exec, whoever opened it and however: only
@@ -122,28 +162,40 @@ pub(super) enum Never {}
 
 /// Joins or creates the namespaces, then forks the init: a new PID namespace applies to
 /// children only, so the init must be a child of the process that unshared it.
-fn helper(channel: &mut Channel, mut config: InitConfig) -> Result<Never> {
+fn helper(channel: &mut Channel, mut config: InitConfig, placement: &Placement) -> Result<Never> {
     // Set with the host's privileges, before a user namespace takes them away; the init
     // inherits them.
     let user_process = config_process(&config.spec)?;
     process::set_oom_score_adj(user_process)?;
     process::set_rlimits(user_process)?;
     let held = enter_namespaces(channel, &mut config)?;
+    let _: CgroupsMade = receive(channel, "word that the cgroups exist")?;
+    let cgroup = enter_cgroups(placement)?;
+    // The state directory exists by now, as the cgroups do. Opened by this process, still
+    // the host's root, for the exec FIFO in it (see `Held`).
+    let state_dir = config
+        .exec_fifo
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    let state_dir = open_path(state_dir, OFlag::O_DIRECTORY)?;
     set_time_offsets(&config.spec)?;
 
-    fork_reporting(channel, |channel| container_init(channel, &config, held))
+    fork_reporting(channel, cgroup.as_ref(), |channel| {
+        container_init(channel, &config, held, state_dir)
+    })
 }
 
-/// Forks the process berthd asked for and reports its pid, then exits: the child is
-/// adopted by berthd, a child subreaper. The child waits until the pid is reported, so
-/// reports arrive in order; a failure of `child` is reported too, and ends it.
+/// Forks the process berthd asked for, into the cgroup2 directory `cgroup` when there is
+/// one, and reports its pid, then exits: the child is adopted by berthd, a child
+/// subreaper. The child waits until the pid is reported, so reports arrive in order; a
+/// failure of `child` is reported too, and ends it.
 fn fork_reporting(
     channel: &mut Channel,
+    cgroup: Option<&OwnedFd>,
     child: impl FnOnce(&mut Channel) -> Result<Never>,
 ) -> Result<Never> {
     let (release_read, release_write) = nix::unistd::pipe().context(|| "pipe".into())?;
-    // SAFETY: this process is single-threaded (freshly executed, no threads started).
-    match unsafe { fork() }.context(|| "fork the process".into())? {
+    match fork_into(cgroup).context(|| "fork the process".into())? {
         ForkResult::Child => {
             drop(release_write);
             if !matches!(File::from(release_read).read(&mut [0u8]), Ok(1)) {
@@ -177,6 +229,43 @@ fn fork_reporting(
     }
 }
 
+/// fork(2), with the child born in `cgroup` when given (`CLONE_INTO_CGROUP`, which glibc
+/// has no wrapper for: a raw clone3). The child of the raw call finds its parent's thread
+/// id in glibc's thread descriptor: glibc asks the kernel instead where that would misfire
+/// (raise and abort, since 2.34), and a lock that records its owner records the same id
+/// at every call, so it still works within the child.
+fn fork_into(cgroup: Option<&OwnedFd>) -> nix::Result<ForkResult> {
+    use std::os::fd::AsRawFd;
+    let Some(cgroup) = cgroup else {
+        // SAFETY: this process is single-threaded (freshly executed, no threads started).
+        return unsafe { fork() };
+    };
+    /// `CLONE_INTO_CGROUP`; libc's constant has the wrong width.
+    const INTO_CGROUP: u64 = 0x2_0000_0000;
+    // SAFETY: clone_args is plain integers, for which all zeroes is valid (no stack: the
+    // child returns on a copy of this one, as from fork).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup.as_raw_fd() as u64;
+    // SAFETY: clone3 with a valid, sized argument block and fork semantics, in a
+    // single-threaded process.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match pid {
+        0 => Ok(ForkResult::Child),
+        pid if pid > 0 => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid as i32),
+        }),
+        _ => Err(nix::errno::Errno::last()),
+    }
+}
+
 /// spec_support refused a config without one.
 fn config_process(spec: &Spec) -> Result<&oci_spec::runtime::Process> {
     spec.process()
@@ -200,10 +289,9 @@ fn namespace_flag(kind: LinuxNamespaceType) -> CloneFlags {
 
 /// Namespaces with a path are joined, the others created, in runc's order: the joins
 /// first (a user namespace among them before the rest), then a new user namespace, which
-/// berthd maps from outside, then every other new namespace, owned by it. All paths are
-/// opened first: they resolve in the host's mount namespace, which joining a mount
-/// namespace would leave. In a user namespace the helper ends as its root, which the init
-/// inherits.
+/// berthd maps from outside, then every other new namespace, owned by it, but the cgroup
+/// namespace, which the init enters (see `Held`). All paths are opened first: they resolve
+/// in the host's mount namespace, which joining a mount namespace would leave.
 fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<Held> {
     let namespaces = config
         .spec
@@ -213,22 +301,23 @@ fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<He
         .unwrap_or_default();
     let mut joins: Vec<(OwnedFd, CloneFlags)> = Vec::new();
     let mut new = CloneFlags::empty();
+    let mut cgroup_namespace = None;
     for namespace in &namespaces {
         let flag = namespace_flag(namespace.typ());
-        match namespace.path() {
-            Some(path) => {
+        match (namespace.path(), flag) {
+            (Some(path), flag) => {
                 let file =
                     File::open(path).context(|| format!("open namespace {}", path.display()))?;
-                joins.push((file.into(), flag));
+                if flag == CloneFlags::CLONE_NEWCGROUP {
+                    cgroup_namespace = Some(CgroupNamespace::Join(file.into()));
+                } else {
+                    joins.push((file.into(), flag));
+                }
             }
-            None => new |= flag,
+            (None, CloneFlags::CLONE_NEWCGROUP) => cgroup_namespace = Some(CgroupNamespace::New),
+            (None, flag) => new |= flag,
         }
     }
-    let state_dir = config
-        .exec_fifo
-        .parent()
-        .unwrap_or(std::path::Path::new("/"));
-    let state_dir = open_path(state_dir, OFlag::O_DIRECTORY)?;
     let console = config
         .console_socket
         .as_deref()
@@ -263,17 +352,16 @@ fn enter_namespaces(channel: &mut Channel, config: &mut InitConfig) -> Result<He
     // process through, where the container's root would have no access.
     let rootfs = open_path(&config.rootfs, OFlag::O_DIRECTORY)?;
     let bind_sources = if in_userns {
-        let held = hold_bind_sources(config)?;
-        become_namespace_root()?;
-        held
+        hold_bind_sources(config)?
     } else {
         Vec::new()
     };
     Ok(Held {
-        state_dir,
         rootfs,
         bind_sources,
         console,
+        cgroup_namespace,
+        user_namespace: in_userns,
     })
 }
 
@@ -370,18 +458,27 @@ fn set_time_offsets(spec: &Spec) -> Result<()> {
 }
 
 /// The container's init, up to the exec of the user process.
-fn container_init(channel: &mut Channel, config: &InitConfig, held: Held) -> Result<Never> {
+fn container_init(
+    channel: &mut Channel,
+    config: &InitConfig,
+    held: Held,
+    state_dir: OwnedFd,
+) -> Result<Never> {
     let spec = &config.spec;
+    if held.user_namespace {
+        become_namespace_root()?;
+    }
+    if let Some(namespace) = held.cgroup_namespace {
+        namespace.enter()?;
+    }
     // A session of its own, as runc gives every container: a terminal can then be its
     // controlling terminal, and signals from berthd's terminal never reach it.
     nix::unistd::setsid().context(|| "setsid".into())?;
     let root = rootfs::prepare(config, &held.rootfs)?;
     drop(held.rootfs);
     process::set_hostname(spec)?;
-    // The state directory was opened by the helper; the FIFO in it is opened for writing
-    // once the container is started. (Through a directory fd, not /proc: the container may
-    // have no /proc.)
-    let state_dir = held.state_dir;
+    // The FIFO in the state directory is opened for writing once the container is started.
+    // (Through a directory fd, not /proc: the container may have no /proc.)
     let _bind_sources = held.bind_sources;
     let fifo_name = config.exec_fifo.file_name().unwrap_or_default().to_owned();
 
