@@ -233,6 +233,68 @@ async fn pause_freezes_every_process_and_resume_thaws_them() {
     daemon.delete("freezable", true).await.unwrap();
 }
 
+/// ListContainers remembers a freezer it found off, until the kernel reports a write to the
+/// cgroup: a freeze by hand shows in the next List, for a stopped container too (a frozen
+/// cgroup reads paused whatever its init), and so does a freeze of a cgroup removed and made
+/// again at the same path.
+#[tokio::test]
+async fn list_sees_every_freeze_by_hand() {
+    use ContainerStatus::{Paused, Running, Stopped};
+    let daemon = Daemon::start().await;
+    daemon.run("done", &Bundle::busybox(&["true"]), None).await;
+    daemon
+        .run("up", &Bundle::busybox(&["sleep", "1000"]), None)
+        .await;
+    wait_status(&mut daemon.client().await, "done", Stopped).await;
+    let unified = unified_host();
+    let own_freezer = |id: &str| {
+        daemon
+            .container_cgroups(id)
+            .into_iter()
+            .find(|d| unified || d.join("freezer.state").exists())
+            .expect("a v1 freezer on this host")
+    };
+    let set = |dir: &std::path::Path, frozen: bool| {
+        if unified {
+            fs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }).unwrap();
+            return;
+        }
+        let state = if frozen { "FROZEN" } else { "THAWED" };
+        fs::write(dir.join("freezer.state"), state).unwrap();
+        // A freeze is done once the kernel says FROZEN; until then the container runs.
+        while fs::read_to_string(dir.join("freezer.state"))
+            .unwrap()
+            .trim()
+            != state
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let listed = async || {
+        let statuses: Vec<_> = daemon.list().await.iter().map(|c| c.status()).collect();
+        // Twice: the second answer is what was remembered.
+        let again: Vec<_> = daemon.list().await.iter().map(|c| c.status()).collect();
+        assert_eq!(statuses, again);
+        statuses
+    };
+    assert_eq!(listed().await, [Stopped, Running]);
+    for (id, found) in [("done", [Paused, Running]), ("up", [Stopped, Paused])] {
+        set(&own_freezer(id), true);
+        assert_eq!(listed().await, found, "{id} frozen by hand");
+        set(&own_freezer(id), false);
+        assert_eq!(listed().await, [Stopped, Running], "{id} thawed by hand");
+    }
+    let dir = own_freezer("done");
+    fs::remove_dir(&dir).unwrap();
+    fs::create_dir(&dir).unwrap();
+    set(&dir, true);
+    assert_eq!(listed().await, [Paused, Running]);
+    set(&dir, false);
+    assert_eq!(listed().await, [Stopped, Running]);
+    daemon.delete("done", false).await.unwrap();
+    daemon.delete("up", true).await.unwrap();
+}
+
 /// cgroup v2 shows no frozen state per process (a frozen task reads as sleeping in
 /// /proc/<pid>/status and stat), but a frozen task handles no signal: a SIGSTOP stays pending
 /// instead of stopping it. SIGCONT then discards the pending stop, so resume finds it as it was.

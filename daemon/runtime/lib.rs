@@ -8,6 +8,7 @@ pub mod container;
 pub mod error;
 pub mod events;
 pub mod fault;
+pub mod freezers;
 pub mod helper;
 pub mod hooks;
 pub mod id;

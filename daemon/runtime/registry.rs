@@ -7,19 +7,21 @@ use std::{
     collections::BTreeMap,
     io,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use tokio::sync::{watch, OwnedMutexGuard};
 
 use crate::{
-    cgroups,
+    blocking,
+    cgroups::{self, OomWatch},
     container::{
         Container, CreateRequest, DeleteOutcome, ExecRequest, ExecSnapshot, ExecState, Others,
         Record, Runtime, Snapshot, Started, Status,
     },
     error::{Error, Result},
     events::{EventKind, Events},
+    freezers::{CaughtUp, FreezerWatch},
     id::{ContainerId, ExecId},
     labels::Selector,
     process::Pidfd,
@@ -37,8 +39,8 @@ struct SlotState {
     container: Arc<tokio::sync::Mutex<Option<Container>>>,
     /// The container as the current lease holder found it when its operation began: what
     /// Get and List answer while a long operation (a delete waiting for its init, a hook)
-    /// holds the lock. Unused while the lock is free.
-    last_seen: Mutex<Option<Snapshot>>,
+    /// holds the lock. Unused while the lock is free (boxed: most slots never hold one).
+    last_seen: Mutex<Option<Box<Snapshot>>>,
     /// The container's cgroup directories and the levels berth made for it, readable
     /// without its lease: no other container may be placed in, above or below its
     /// directories, nor may an operation on another touch them.
@@ -48,9 +50,11 @@ struct SlotState {
     rdt: Mutex<Option<RdtGroup>>,
     /// The init's exit once announced (with its status when known), for waiters, who hold
     /// no lease: they outlive a delete of the container, which announces the exit it saw.
-    exits: watch::Sender<Option<Option<ExitRecord>>>,
+    /// Made at the first announcement or wait (a channel costs some 400 bytes, and most of
+    /// a large registry's containers are never waited for).
+    exits: OnceLock<watch::Sender<Option<Option<ExitRecord>>>>,
     /// The exits of exec processes announced so far, by exec id, for waiters likewise.
-    exec_exits: watch::Sender<BTreeMap<String, Option<ExitRecord>>>,
+    exec_exits: OnceLock<watch::Sender<BTreeMap<String, Option<ExitRecord>>>>,
 }
 
 impl SlotState {
@@ -68,8 +72,8 @@ impl SlotState {
             last_seen: Mutex::default(),
             cgroups: Mutex::new(cgroups),
             rdt: Mutex::new(rdt),
-            exits: watch::Sender::default(),
-            exec_exits: watch::Sender::default(),
+            exits: OnceLock::new(),
+            exec_exits: OnceLock::new(),
         }
     }
 
@@ -80,7 +84,15 @@ impl SlotState {
             .and_then(|state| state.init)
             .map(|init| init.pid);
         events.publish_exit(container.id.as_str(), pid, exit.clone());
-        self.exits.send_replace(Some(exit));
+        self.exits().send_replace(Some(exit));
+    }
+
+    fn exits(&self) -> &watch::Sender<Option<Option<ExitRecord>>> {
+        self.exits.get_or_init(watch::Sender::default)
+    }
+
+    fn exec_exits(&self) -> &watch::Sender<BTreeMap<String, Option<ExitRecord>>> {
+        self.exec_exits.get_or_init(watch::Sender::default)
     }
 
     fn cgroups(&self) -> std::sync::MutexGuard<'_, cgroups::Plan> {
@@ -91,22 +103,23 @@ impl SlotState {
         self.rdt.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Snapshot>> {
+    fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Box<Snapshot>>> {
         self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The container now, or as the operation in progress on it found it; `None` when it
     /// does not exist (yet) or does not match `selector`, whose status is then not derived.
-    fn current(&self, selector: &Selector) -> Option<Snapshot> {
+    fn current(&self, selector: &Selector, freezers: &CaughtUp) -> Option<Snapshot> {
         match self.container.try_lock() {
             Ok(guard) => guard
                 .as_ref()
                 .filter(|container| selector.matches(container.labels()))
-                .map(Container::snapshot),
+                .map(|container| container.listed(freezers)),
             Err(_) => self
                 .last_seen()
-                .clone()
-                .filter(|snapshot| selector.matches(&snapshot.labels)),
+                .as_deref()
+                .filter(|snapshot| selector.matches(&snapshot.labels))
+                .cloned(),
         }
     }
 }
@@ -114,7 +127,15 @@ impl SlotState {
 pub struct Registry {
     runtime: Runtime,
     slots: Mutex<BTreeMap<ContainerId, Slot>>,
+    freezers: Arc<FreezerWatch>,
     pub events: Arc<Events>,
+}
+
+/// The cores List spreads its work over, looked up once: std reads the cgroup's CPU quota
+/// for it on every call.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// At load, before anything is served: a kill that froze the container's cgroup did not get
@@ -140,6 +161,109 @@ fn thaw_left_by_a_kill(
     state
 }
 
+/// One state directory's container; `None` for a create that died before writing
+/// state.json (left for D4).
+fn load_slot(runtime: &Runtime, id: ContainerId, dir: StateDir) -> Option<(ContainerId, Slot)> {
+    let record = match dir.load() {
+        Ok(Some(state)) if state.id == id.as_str() => Record::Valid(state),
+        Ok(Some(state)) => Record::Corrupt {
+            path: dir.state_file(),
+            reason: format!("it names container {:?}", state.id),
+        },
+        Ok(None) => return None,
+        Err(error) => Record::Corrupt {
+            path: dir.state_file(),
+            reason: error.to_string(),
+        },
+    };
+    let record = match record {
+        Record::Valid(state) if state.frozen_to_kill => {
+            Record::Valid(thaw_left_by_a_kill(runtime, &id, &dir, state))
+        }
+        record => record,
+    };
+    if let Record::Corrupt { path, reason } = &record {
+        tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
+    }
+    let container = Container::load(id.clone(), dir, record, runtime.cgroups.clone());
+    Some((id, Arc::new(SlotState::new(container))))
+}
+
+/// `work` on each of `items`, spread over the cores: one share on this thread, each other
+/// on a thread of its own. Those enter this thread's tokio runtime, since the pidfd of a
+/// live init registers with its reactor. (This thread's share goes into the main heap,
+/// which grows in steps of 128 KiB; glibc grows a thread's heap page by page, an mprotect
+/// each.)
+fn across_cores<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> Option<R> + Sync) -> Vec<R> {
+    let mut shares = shares(items);
+    let own = shares.pop().unwrap_or_default();
+    let (reactor, work) = (tokio::runtime::Handle::current(), &work);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let reactor = &reactor;
+                scope.spawn(move || {
+                    let _entered = reactor.enter();
+                    share.into_iter().filter_map(work).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut done: Vec<R> = own.into_iter().filter_map(work).collect();
+        for other in others {
+            done.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        done
+    })
+}
+
+/// `items` in one share per core, in order.
+fn shares<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
+    let size = items.len().div_ceil(cores()).max(1);
+    let mut shares = Vec::with_capacity(cores());
+    while !items.is_empty() {
+        let rest = items.split_off(size.min(items.len()));
+        shares.push(std::mem::replace(&mut items, rest));
+    }
+    shares
+}
+
+fn report_ooms(events: Arc<Events>, id: ContainerId, watch: cgroups::Result<Option<OomWatch>>) {
+    let watch = match watch {
+        Ok(Some(watch)) => watch,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(id = %id, error = %e, "cannot watch for OOM kills");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        // SAFETY: the AsyncFd owns the watch, whose fd stays open while registered.
+        let Ok(mut watch) = (unsafe { tokio::io::unix::AsyncFd::register(watch) }) else {
+            return;
+        };
+        loop {
+            let Ok(mut ready) = watch.readable_mut().await else {
+                return;
+            };
+            let kills = ready.get_inner_mut().take();
+            ready.clear_ready();
+            match kills {
+                None => return,
+                Some(0) => continue,
+                Some(_) => {
+                    tracing::info!(id = %id, "container ran out of memory");
+                    events.publish(EventKind::Oom, id.as_str(), None, Vec::new());
+                }
+            }
+        }
+    });
+}
+
 /// Publishes the init's exit once, whoever sees it first: the exit watcher or a caller
 /// holding the lease.
 async fn report_exit(slot: &SlotState, container: &mut Container, events: &Events) {
@@ -150,44 +274,24 @@ async fn report_exit(slot: &SlotState, container: &mut Container, events: &Event
 }
 
 impl Registry {
-    /// Reads every `<root>/<id>/state.json`. A directory without one is a create that died
-    /// early and is left for delete (D4); a state file that does not parse is kept as an
-    /// UNKNOWN container that says why (D5).
+    /// Reads every `<root>/<id>/state.json`, spread over the cores. A directory without one
+    /// is a create that died early and is left for delete (D4); a state file that does not
+    /// parse is kept as an UNKNOWN container that says why (D5).
     pub fn load(runtime: Runtime, events: Events) -> Result<Self> {
         let root = runtime.root.path();
-        let mut slots = BTreeMap::new();
-        for (id, dir) in runtime.root.dirs()? {
-            let record = match dir.load() {
-                Ok(Some(state)) if state.id == id.as_str() => Record::Valid(state),
-                Ok(Some(state)) => Record::Corrupt {
-                    path: dir.state_file(),
-                    reason: format!("it names container {:?}", state.id),
-                },
-                // A create that died before writing state.json: left for D4.
-                Ok(None) => continue,
-                Err(error) => Record::Corrupt {
-                    path: dir.state_file(),
-                    reason: error.to_string(),
-                },
-            };
-            let record = match record {
-                Record::Valid(state) if state.frozen_to_kill => {
-                    Record::Valid(thaw_left_by_a_kill(&runtime, &id, &dir, state))
-                }
-                record => record,
-            };
-            if let Record::Corrupt { path, reason } = &record {
-                tracing::warn!(id = %id, path = %path.display(), reason, "state file unreadable; container is UNKNOWN");
-            }
-            let container = Container::load(id.clone(), dir, record, runtime.cgroups.clone());
-            slots.insert(id, Arc::new(SlotState::new(container)));
-        }
+        let slots: BTreeMap<ContainerId, Slot> = across_cores(runtime.root.dirs()?, |(id, dir)| {
+            load_slot(&runtime, id, dir)
+        })
+        .into_iter()
+        .collect();
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {
             slots: Mutex::new(slots),
+            freezers: Arc::new(FreezerWatch::new()),
             events: Arc::new(events),
             runtime,
         };
+        let mut running = Vec::new();
         for slot in registry.slots().values() {
             let mut guard = slot
                 .container
@@ -202,12 +306,15 @@ impl Registry {
             }
             if let Some(init) = container.init.clone() {
                 registry.watch_exit(slot.clone(), init);
-                registry.watch_oom(container);
+                if let Some(state) = container.state() {
+                    running.push((container.id.clone(), state.cgroup_dirs.clone()));
+                }
             }
             for started in container.adopt_execs() {
                 registry.watch_exec(slot.clone(), &container.id, started);
             }
         }
+        registry.watch_oom_of_loaded(running);
         Ok(registry)
     }
 
@@ -232,7 +339,7 @@ impl Registry {
                 Some(pid),
                 exit.clone(),
             );
-            slot.exec_exits.send_modify(|exits| {
+            slot.exec_exits().send_modify(|exits| {
                 exits.insert(exec_id, exit);
             });
         });
@@ -251,38 +358,33 @@ impl Registry {
 
     /// Reports each out-of-memory event of the container's memory cgroup as it happens.
     fn watch_oom(&self, container: &Container) {
-        let Some(state) = container.state() else {
+        if let Some(state) = container.state() {
+            let watch = self.runtime.cgroups.oom_watch(&state.cgroup_dirs);
+            report_ooms(self.events.clone(), container.id.clone(), watch);
+        }
+    }
+
+    /// `watch_oom` for the containers found running at load, on the blocking pool while
+    /// berthd goes on starting: a watch costs cgroup files and an eventfd. An OOM kill
+    /// before its watch exists goes unreported, as one while berthd was down does.
+    fn watch_oom_of_loaded(&self, loaded: Vec<(ContainerId, Vec<PathBuf>)>) {
+        if loaded.is_empty() {
             return;
-        };
-        let watch = match self.runtime.cgroups.oom_watch(&state.cgroup_dirs) {
-            Ok(Some(watch)) => watch,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(id = %container.id, error = %e, "cannot watch for OOM kills");
-                return;
-            }
-        };
-        let id = container.id.clone();
-        let events = self.events.clone();
+        }
+        let (cgroups, events) = (self.runtime.cgroups.clone(), self.events.clone());
         tokio::spawn(async move {
-            // SAFETY: the AsyncFd owns the watch, whose fd stays open while registered.
-            let Ok(mut watch) = (unsafe { tokio::io::unix::AsyncFd::register(watch) }) else {
-                return;
-            };
-            loop {
-                let Ok(mut ready) = watch.readable_mut().await else {
-                    return;
-                };
-                let kills = ready.get_inner_mut().take();
-                ready.clear_ready();
-                match kills {
-                    None => return,
-                    Some(0) => continue,
-                    Some(_) => {
-                        tracing::info!(id = %id, "container ran out of memory");
-                        events.publish(EventKind::Oom, id.as_str(), None, Vec::new());
-                    }
-                }
+            let watches = blocking::run(move || {
+                loaded
+                    .into_iter()
+                    .map(|(id, dirs)| {
+                        let watch = cgroups.oom_watch(&dirs);
+                        (id, watch)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            for (id, watch) in watches {
+                report_ooms(events.clone(), id, watch);
             }
         });
     }
@@ -394,7 +496,7 @@ impl Registry {
         let mut lease = self.lease(id).await;
         if let Some(container) = lease.guard.as_mut() {
             report_exit(&lease.slot, container, &self.events).await;
-            *lease.slot.last_seen() = Some(container.snapshot());
+            *lease.slot.last_seen() = Some(Box::new(container.snapshot()));
         }
         lease
     }
@@ -408,7 +510,7 @@ impl Registry {
                 report_exit(slot, container, &self.events).await;
                 Some(container.snapshot())
             }
-            Err(_) => slot.last_seen().clone(),
+            Err(_) => slot.last_seen().as_deref().cloned(),
         }
     }
 
@@ -421,26 +523,31 @@ impl Registry {
         snapshot.ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
 
-    /// Every known container that `selector` matches, sorted by id. Deriving every status
-    /// reads a cgroup file per container, so the work is spread over the machine's cores,
-    /// off the runtime threads. (Exits are not reported from here: the exit watchers do
-    /// that.)
+    /// Every known container that `selector` matches, sorted by id. Deriving a status may
+    /// read a cgroup file (a freezer not remembered off), so the work is spread over the
+    /// machine's cores, off the runtime threads. (Exits are not reported from here: the
+    /// exit watchers do that.)
     pub async fn list(&self, selector: &Selector) -> Vec<Snapshot> {
         let slots: Vec<Slot> = self.slots().values().cloned().collect();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = slots.len().div_ceil(cores).max(1);
+        let count = slots.len();
+        let freezers = self.freezers.caught_up();
         let mut parts = Vec::new();
-        for part in slots.chunks(chunk) {
-            let (part, selector) = (part.to_vec(), selector.clone());
+        for part in shares(slots) {
+            let (selector, freezers) = (selector.clone(), freezers.clone());
             parts.push(tokio::task::spawn_blocking(move || {
                 part.iter()
-                    .filter_map(|slot| slot.current(&selector))
+                    .filter_map(|slot| slot.current(&selector, &freezers))
                     .collect::<Vec<_>>()
             }));
         }
-        let mut snapshots = Vec::with_capacity(slots.len());
+        let mut snapshots = Vec::with_capacity(count);
         for part in parts {
-            snapshots.extend(part.await.unwrap_or_default());
+            match part.await {
+                Ok(part) => snapshots.extend(part),
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                // Cancelled: the runtime is shutting down, nobody waits for the answer.
+                Err(_) => {}
+            }
         }
         snapshots
     }
@@ -517,7 +624,7 @@ impl Registry {
             }
             // Subscribed under the lease: the exit can only be announced by a lease holder,
             // so it cannot slip in between the look and the subscription.
-            lease.slot.exits.subscribe()
+            lease.slot.exits().subscribe()
         };
         let exit = exits
             .wait_for(Option::is_some)
@@ -603,9 +710,11 @@ impl Registry {
         let mut lease = self.lease_current(id).await;
         let container = lease.known_mut()?;
         let snapshot = container.delete_exec(exec_id).await?;
-        lease.slot.exec_exits.send_modify(|exits| {
-            exits.remove(exec_id.as_str());
-        });
+        if let Some(exec_exits) = lease.slot.exec_exits.get() {
+            exec_exits.send_modify(|exits| {
+                exits.remove(exec_id.as_str());
+            });
+        }
         Ok(snapshot)
     }
 
@@ -625,7 +734,7 @@ impl Registry {
             }
             // Subscribed under the lease, which recording an exit needs: it cannot slip in
             // between the look and the subscription.
-            lease.slot.exec_exits.subscribe()
+            lease.slot.exec_exits().subscribe()
         };
         let exits = exits
             .wait_for(|exits| exits.contains_key(exec_id.as_str()))
@@ -715,13 +824,20 @@ impl Registry {
                 .announce_exit(container, exit.clone(), &self.events);
         }
         // A wait must end with the container, even on an exit nobody could read.
-        lease.slot.exits.send_if_modified(|exit| {
-            let unannounced = exit.is_none();
-            if unannounced {
-                *exit = Some(None);
-            }
-            unannounced
-        });
+        // (Nobody waits where there is no channel yet.)
+        if let Some(exits) = lease.slot.exits.get() {
+            exits.send_if_modified(|exit| {
+                let unannounced = exit.is_none();
+                if unannounced {
+                    *exit = Some(None);
+                }
+                unannounced
+            });
+        }
+        if let Some(state) = container.state() {
+            self.freezers
+                .forget(self.runtime.cgroups.as_ref(), &state.cgroup_dirs);
+        }
         *lease.guard = None;
         self.events.publish(
             EventKind::Deleted,

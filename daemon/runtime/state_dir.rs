@@ -51,8 +51,7 @@ impl StateRoot {
                 tracing::warn!(path = %tombstone.path().display(), error = %e, "cannot finish removing a deleted state directory");
             }
         }
-        let durability =
-            Durability::of(path).context(|| format!("statfs {}", path.display()))?;
+        let durability = Durability::of(path).context(|| format!("statfs {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             durability,

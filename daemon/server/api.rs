@@ -249,7 +249,11 @@ fn container_of(s: Snapshot) -> proto::Container {
         id: s.id,
         status: status_of(s.status).into(),
         pid: s.pid.map_or(0, |pid| pid as u32),
-        bundle: s.bundle.to_string_lossy().into_owned(),
+        bundle: s
+            .bundle
+            .into_os_string()
+            .into_string()
+            .unwrap_or_else(|bundle| bundle.to_string_lossy().into_owned()),
         annotations: s.annotations.into_iter().collect(),
         created_at: s.created.map(Into::into),
         exit_status: s.exit.map(exit_of),

@@ -5,10 +5,13 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    },
 };
 
-use super::{CgroupError, CgroupManager, ContainerMount, Layout, OomWatch, Plan, Result};
+use super::{CgroupError, CgroupManager, ContainerMount, Freeze, Layout, OomWatch, Plan, Result};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {
@@ -32,6 +35,10 @@ pub struct Fake {
     pub frozen: Mutex<bool>,
     pub processes: Mutex<BTreeSet<i32>>,
     pub remove_fails: Mutex<bool>,
+    /// Set: the freezer is the file `<first dir>/cgroup.freeze` on disk, as on cgroup2, and
+    /// `freeze` counts its reads in `freeze_reads`.
+    pub freezer_file: bool,
+    pub freeze_reads: AtomicUsize,
 }
 
 impl Fake {
@@ -87,8 +94,25 @@ impl CgroupManager for Fake {
         self.processes.lock().unwrap().clone()
     }
 
-    fn is_frozen(&self, _: &[PathBuf]) -> bool {
-        *self.frozen.lock().unwrap()
+    fn freeze(&self, dirs: &[PathBuf]) -> Freeze {
+        if !self.freezer_file {
+            return match *self.frozen.lock().unwrap() {
+                true => Freeze::Frozen,
+                false => Freeze::Off,
+            };
+        }
+        self.freeze_reads.fetch_add(1, Ordering::SeqCst);
+        match std::fs::read_to_string(dirs[0].join("cgroup.freeze")).as_deref() {
+            Ok("1") => Freeze::Frozen,
+            Ok("0") => Freeze::Off,
+            _ => Freeze::Absent,
+        }
+    }
+
+    fn freezer_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a Path> {
+        dirs.first()
+            .filter(|_| self.freezer_file)
+            .map(PathBuf::as_path)
     }
 
     fn set_frozen(&self, _: &[PathBuf], frozen: bool) -> Result<()> {

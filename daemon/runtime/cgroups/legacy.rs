@@ -12,13 +12,24 @@ use cgroups_rs::manager::Manager;
 
 use super::{
     devices, hierarchy::Hierarchy, oom, stats, tree, CgroupError, CgroupManager, ContainerMount,
-    Layout, OomWatch, Placement, Plan, Result,
+    Freeze, Layout, OomWatch, Placement, Plan, Result,
 };
 
 #[derive(Debug)]
 pub struct Legacy {
     layout: Layout,
     hierarchies: Vec<Hierarchy>,
+}
+
+/// `dir` lies below `mount_point`.
+fn below(dir: &Path, mount_point: &Path) -> bool {
+    let (dir, mount_point) = (
+        dir.as_os_str().as_bytes(),
+        mount_point.as_os_str().as_bytes(),
+    );
+    dir.len() > mount_point.len() + 1
+        && dir.starts_with(mount_point)
+        && dir[mount_point.len()] == b'/'
 }
 
 impl Legacy {
@@ -33,22 +44,18 @@ impl Legacy {
     /// for every container on every ListContainers, and comparing paths component by
     /// component costs more than the rest of deriving the status.
     fn hierarchy_of(&self, dir: &Path) -> Option<&Hierarchy> {
-        let dir = dir.as_os_str().as_bytes();
-        self.hierarchies.iter().find(|h| {
-            let mount_point = h.mount_point.as_os_str().as_bytes();
-            dir.len() > mount_point.len() + 1
-                && dir.starts_with(mount_point)
-                && dir[mount_point.len()] == b'/'
-        })
+        self.hierarchies.iter().find(|h| below(dir, &h.mount_point))
     }
 
     /// The directory that freezes the container: the v1 freezer's when there is one (a
     /// process frozen in cgroup2 on a hybrid host would still look thawed to v1), else the
     /// cgroup2 tree's.
     fn freezer<'a>(&self, dirs: &'a [PathBuf]) -> Option<tree::Freezer<'a>> {
+        // Hierarchy first, then the directory in it: this runs for every container on every
+        // ListContainers, and looking up each directory's hierarchy costs a dozen times more.
         let find = |wanted: fn(&Hierarchy) -> bool| {
-            dirs.iter()
-                .find(|dir| self.hierarchy_of(dir).is_some_and(wanted))
+            let hierarchy = self.hierarchies.iter().find(|h| wanted(h))?;
+            dirs.iter().find(|dir| below(dir, &hierarchy.mount_point))
         };
         match find(|h| h.freezer) {
             Some(dir) => Some(tree::Freezer { dir, v1: true }),
@@ -461,17 +468,13 @@ impl CgroupManager for Legacy {
         tree::processes(dirs, others)
     }
 
-    fn is_frozen(&self, dirs: &[PathBuf]) -> bool {
-        match self.freezer(dirs) {
-            Some(tree::Freezer { dir, v1: true }) => {
-                tree::read_small(&dir.join("freezer.state")) == b"FROZEN"
-                    && tree::read_small(&dir.join("freezer.self_freezing")) == b"1"
-            }
-            Some(tree::Freezer { dir, v1: false }) => {
-                tree::read_small(&dir.join("cgroup.freeze")) == b"1"
-            }
-            None => false,
-        }
+    fn freeze(&self, dirs: &[PathBuf]) -> Freeze {
+        self.freezer(dirs)
+            .map_or(Freeze::Absent, |freezer| freezer.state())
+    }
+
+    fn freezer_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a Path> {
+        self.freezer(dirs).map(|freezer| freezer.dir)
     }
 
     fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()> {

@@ -33,6 +33,21 @@ use serde::{Deserialize, Serialize};
 
 pub use oom::OomWatch;
 
+/// What a container's own freezer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freeze {
+    Frozen,
+    /// Set, but the kernel has not frozen every process yet (v1's FREEZING): it may turn
+    /// frozen without another write.
+    Freezing,
+    /// Not set. It stays so until a file of the freezer directory is written: the kernel
+    /// freezing an ancestor does not set it (v1 `freezer.self_freezing`, v2
+    /// `cgroup.freeze`).
+    Off,
+    /// Nothing to read: no freezer, or its directory is gone.
+    Absent,
+}
+
 /// How the host's cgroup hierarchies are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -183,9 +198,16 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
     /// removed, even where an older berth let them lie inside this container's.
     fn processes(&self, dirs: &[PathBuf], others: &[PathBuf]) -> BTreeSet<i32>;
 
-    /// Frozen as delete.md section 3 defines it: the container's own freezer is set (a
-    /// frozen ancestor is not a pause of this container).
-    fn is_frozen(&self, dirs: &[PathBuf]) -> bool;
+    /// The container's own freezer (a frozen ancestor is not a pause of this container).
+    fn freeze(&self, dirs: &[PathBuf]) -> Freeze;
+
+    /// Frozen as delete.md section 3 defines it: the container's own freezer is set.
+    fn is_frozen(&self, dirs: &[PathBuf]) -> bool {
+        self.freeze(dirs) == Freeze::Frozen
+    }
+
+    /// The directory whose files `freeze` reads; `None` when there is none.
+    fn freezer_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a Path>;
 
     /// Freezes or thaws, and returns once the kernel reports it done.
     fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()>;

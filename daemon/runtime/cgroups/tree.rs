@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use super::{v2_resources, CgroupError, Plan, Result};
+use super::{v2_resources, CgroupError, Freeze, Plan, Result};
 
 /// Makes those of `plan.created` (parents first) that do not exist; `after_each` runs on
 /// each level once it exists, before its child is made (v2 enables controllers there).
@@ -120,6 +120,33 @@ pub struct Freezer<'a> {
 }
 
 impl Freezer<'_> {
+    /// The own freezer only: on v1, `freezer.state` is FROZEN also where an ancestor froze
+    /// the cgroup, so `freezer.self_freezing` tells whose freeze it is.
+    pub fn state(&self) -> Freeze {
+        if !self.v1 {
+            return match read_small(&self.dir.join("cgroup.freeze")).as_slice() {
+                b"1" => Freeze::Frozen,
+                b"0" => Freeze::Off,
+                _ => Freeze::Absent,
+            };
+        }
+        let state = read_small(&self.dir.join("freezer.state"));
+        match state.as_slice() {
+            b"THAWED" => return Freeze::Off,
+            b"" => return Freeze::Absent,
+            _ => {}
+        }
+        match (
+            state.as_slice(),
+            read_small(&self.dir.join("freezer.self_freezing")).as_slice(),
+        ) {
+            (_, b"0") => Freeze::Off,
+            (b"FROZEN", b"1") => Freeze::Frozen,
+            (_, b"1") => Freeze::Freezing,
+            _ => Freeze::Absent,
+        }
+    }
+
     /// Writes the state and waits until the kernel reports it. A freeze stays FREEZING
     /// while a task is in the middle of something uninterruptible; writing the state again
     /// nudges the kernel, as runc does.

@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    devices, oom, stats, tree, v2_resources, CgroupError, CgroupManager, ContainerMount, Layout,
-    OomWatch, Placement, Plan, Result,
+    devices, oom, stats, tree, v2_resources, CgroupError, CgroupManager, ContainerMount, Freeze,
+    Layout, OomWatch, Placement, Plan, Result,
 };
 
 #[derive(Debug)]
@@ -196,9 +196,14 @@ impl CgroupManager for Unified {
         tree::processes(dirs, others)
     }
 
-    fn is_frozen(&self, dirs: &[PathBuf]) -> bool {
-        dirs.first()
-            .is_some_and(|dir| tree::read_small(&dir.join("cgroup.freeze")) == b"1")
+    fn freeze(&self, dirs: &[PathBuf]) -> Freeze {
+        dirs.first().map_or(Freeze::Absent, |dir| {
+            tree::Freezer { dir, v1: false }.state()
+        })
+    }
+
+    fn freezer_dir<'a>(&self, dirs: &'a [PathBuf]) -> Option<&'a Path> {
+        dirs.first().map(PathBuf::as_path)
     }
 
     fn set_frozen(&self, dirs: &[PathBuf], frozen: bool) -> Result<()> {

@@ -613,11 +613,19 @@ impl HelperChannel {
         };
         // A helper that failed said why before it went, and its socket still holds it.
         let mut report = String::new();
-        let said = tokio::time::timeout(Duration::from_millis(100), self.reader.read_line(&mut report)).await;
+        let said = tokio::time::timeout(
+            Duration::from_millis(100),
+            self.reader.read_line(&mut report),
+        )
+        .await;
         match (said, serde_json::from_str(&report)) {
-            (Ok(Ok(_)), Ok(Report::Failed { message, caller_error })) => {
-                Err(self.failure(message, caller_error))
-            }
+            (
+                Ok(Ok(_)),
+                Ok(Report::Failed {
+                    message,
+                    caller_error,
+                }),
+            ) => Err(self.failure(message, caller_error)),
             _ => Err(self.failed(format!("the init helper went away: {gone}"))),
         }
     }

@@ -20,6 +20,7 @@ use crate::{
     blocking,
     cgroups::{self, CgroupManager},
     error::Result,
+    freezers::CaughtUp,
     helper::InitBinary,
     hooks,
     id::ContainerId,
@@ -129,6 +130,8 @@ impl Container {
     ) -> Self {
         let mut init_without_pidfd = None;
         let init = match &record {
+            // Reaped by a berthd, which recorded how it ended: dead, whatever has its pid now.
+            Record::Valid(ContainerState { exit: Some(_), .. }) => None,
             Record::Valid(ContainerState {
                 init: Some(init),
                 boot_id: Some(recorded),
@@ -281,13 +284,17 @@ impl Container {
         self.init.is_none() && self.init_without_pidfd.is_some()
     }
 
-    /// Read from the kernel each time, never from disk. Each fact is read only when the
-    /// ones before it leave the status open.
-    fn facts(&self) -> Facts {
+    /// Read from the kernel each time, never from disk (the freezer as `freezers` remembers
+    /// it, when given). Each fact is read only when the ones before it leave the status
+    /// open.
+    fn facts(&self, freezers: Option<&CaughtUp>) -> Facts {
         let Record::Valid(state) = &self.record else {
             return Facts::default();
         };
-        let frozen = self.cgroups.is_frozen(&state.cgroup_dirs);
+        let frozen = match freezers {
+            Some(freezers) => freezers.is_frozen(self.cgroups.as_ref(), &state.cgroup_dirs),
+            None => self.cgroups.is_frozen(&state.cgroup_dirs),
+        };
         let (init_alive, init_unknown) = match frozen {
             true => (false, None),
             false => match self.init_liveness() {
@@ -306,12 +313,16 @@ impl Container {
     }
 
     pub fn status(&self) -> Status {
-        Status::derive(&self.facts())
+        Status::derive(&self.facts(None))
+    }
+
+    fn status_and_reason(&self) -> (Status, Option<String>) {
+        self.status_and_reason_with(None)
     }
 
     /// The status and, when it is UNKNOWN because the init cannot be checked, why.
-    fn status_and_reason(&self) -> (Status, Option<String>) {
-        let facts = self.facts();
+    fn status_and_reason_with(&self, freezers: Option<&CaughtUp>) -> (Status, Option<String>) {
+        let facts = self.facts(freezers);
         let status = Status::derive(&facts);
         (
             status,
@@ -352,10 +363,19 @@ impl Container {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let (status, reason) = self.status_and_reason();
+        self.snapshot_with(None)
+    }
+
+    /// As ListContainers sees it: the freezer as `freezers` remembers it.
+    pub fn listed(&self, freezers: &CaughtUp) -> Snapshot {
+        self.snapshot_with(Some(freezers))
+    }
+
+    fn snapshot_with(&self, freezers: Option<&CaughtUp>) -> Snapshot {
+        let (status, reason) = self.status_and_reason_with(freezers);
         match &self.record {
             Record::Valid(state) => Snapshot {
-                id: self.id.to_string(),
+                id: self.id.as_str().to_owned(),
                 status,
                 pid: state.init.map(|init| init.pid),
                 bundle: state.bundle.clone(),
@@ -366,7 +386,7 @@ impl Container {
                 labels: state.labels.clone(),
             },
             Record::Corrupt { path, reason } => Snapshot {
-                id: self.id.to_string(),
+                id: self.id.as_str().to_owned(),
                 status,
                 pid: None,
                 bundle: PathBuf::new(),

@@ -30,8 +30,8 @@ use nix::{
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{
-    error::{IoContext, Result},
     cgroups::Placement,
+    error::{IoContext, Result},
     helper::{CgroupsMade, Channel, IdsMapped, InitConfig, Proceed, Report, Task},
     hooks, spec_support, userns,
 };
