@@ -221,9 +221,14 @@ fn across_cores<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> Option<R> +
     })
 }
 
-/// `items` in one share per core, in order.
+/// Below this many items a share is not worth a thread of its own: starting one costs about
+/// what loading a few dozen containers does. (A small registry thus loads in order on the
+/// calling thread, which the fault tests of the load rely on.)
+const SMALLEST_SHARE: usize = 64;
+
+/// `items` in one share per core, in order, none smaller than [`SMALLEST_SHARE`].
 fn shares<T>(mut items: Vec<T>) -> Vec<Vec<T>> {
-    let size = items.len().div_ceil(cores()).max(1);
+    let size = items.len().div_ceil(cores()).max(SMALLEST_SHARE);
     let mut shares = Vec::with_capacity(cores());
     while !items.is_empty() {
         let rest = items.split_off(size.min(items.len()));
@@ -279,6 +284,9 @@ impl Registry {
     /// parse is kept as an UNKNOWN container that says why (D5).
     pub fn load(runtime: Runtime, events: Events) -> Result<Self> {
         let root = runtime.root.path();
+        // Before the load, so that the watch's descriptor is not one that the load's pidfds
+        // have used up (a load short of descriptors falls back without them).
+        let freezers = Arc::new(FreezerWatch::new());
         let slots: BTreeMap<ContainerId, Slot> = across_cores(runtime.root.dirs()?, |(id, dir)| {
             load_slot(&runtime, id, dir)
         })
@@ -287,7 +295,7 @@ impl Registry {
         tracing::info!(root = %root.display(), containers = slots.len(), "registry loaded");
         let registry = Self {
             slots: Mutex::new(slots),
-            freezers: Arc::new(FreezerWatch::new()),
+            freezers,
             events: Arc::new(events),
             runtime,
         };
