@@ -13,7 +13,9 @@ set -eu
 # ctr, each on private sockets and directories in a mount namespace of their own, with
 # berth's shim and with containerd's own runc shim. They never use the system's containerd
 # service (which a systemd host starts on install).
-packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev containerd"
+# containernetworking-plugins: the CNI plugins (bridge, host-local, loopback) the containerd
+# test of a pod on a bridge network hands to its containerd's CRI plugin.
+packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev containerd containernetworking-plugins"
 
 missing=""
 for package in $packages; do

@@ -703,7 +703,15 @@ impl Task for Service {
         let mut client = container.client.clone();
         let process_ref = Self::process(&container, &request.exec_id)?;
         let process = process_ref.get(&container);
+        // Once the shim has told containerd of the exit (Wait answered, TaskExit published),
+        // the process is STOPPED, whatever berthd says: berthd answers with the view it had
+        // when the operation then in progress on the container began (the recording of
+        // that very exit, a kill), which can still be RUNNING. containerd's client refuses
+        // to delete a task that is not STOPPED, and `ctr run --rm` deletes the moment its
+        // Wait returns.
+        let exit = process.exit();
         let (status, pid) = match &process_ref {
+            _ if exit.is_some() => (Status::STOPPED, 0),
             ProcessRef::Init => {
                 let found = client
                     .get_container(berth_api::GetContainerRequest {
@@ -736,7 +744,6 @@ impl Task for Service {
                 (process_status(found.status()), found.pid)
             }
         };
-        let exit = process.exit();
         Ok(StateResponse {
             id: if request.exec_id.is_empty() {
                 request.id.clone()

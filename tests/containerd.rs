@@ -276,22 +276,36 @@ async fn tasks_metrics_reports_the_cgroup_figures() {
             node.explain(&output)
         );
         node.wait_task_status(&task, "RUNNING").await;
-        let metrics = node.ctr(&["tasks", "metrics", &task]);
-        assert!(
-            metrics.status.success(),
-            "{runtime}: {}",
-            node.explain(&metrics)
-        );
-        let text = common::stdout(&metrics);
-        let figure = |name: &str| -> Option<u64> {
+        let figure = |text: &str, name: &str| -> Option<u64> {
             text.lines()
                 .find(|line| line.split_whitespace().next() == Some(name))
                 .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
         };
-        // v1 names on v1 and hybrid hosts, v2 names on pure v2 hosts.
-        let pids = figure("pids.current");
-        assert_eq!(pids, Some(1), "{runtime}: one process in\n{text}");
-        let memory = figure("memory.usage_in_bytes").or_else(|| figure("memory.usage"));
+        // The runc shim reports RUNNING once `runc start` returns, which can be before runc's
+        // init, a Go process whose threads the pids controller counts, has exec'd `sleep`:
+        // the count settles at one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let metrics = node.ctr(&["tasks", "metrics", &task]);
+            assert!(
+                metrics.status.success(),
+                "{runtime}: {}",
+                node.explain(&metrics)
+            );
+            let text = common::stdout(&metrics);
+            // v1 names on v1 and hybrid hosts, v2 names on pure v2 hosts.
+            let pids = figure(&text, "pids.current");
+            if pids == Some(1) {
+                break text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{runtime}: not one process after 10s in\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let memory =
+            figure(&text, "memory.usage_in_bytes").or_else(|| figure(&text, "memory.usage"));
         assert!(
             memory.is_some_and(|bytes| bytes > 0),
             "{runtime}: memory in\n{text}"
@@ -762,16 +776,17 @@ async fn log_uris_send_the_output_to_a_file_or_a_logging_binary() {
         .await;
 }
 
-/// A pod with one container, through containerd's CRI plugin, as the kubelet makes it:
-/// host networking (no CNI), and the pod's ipc and pid namespaces.
+/// A pod with one container, through containerd's CRI plugin, as the kubelet makes it: on
+/// the host's network (`NamespaceMode::Node`: no CNI) or on the node's CNI network
+/// (`NamespaceMode::Pod`), with the pod's ipc and pid namespaces.
 struct Pod {
     sandbox: String,
     container: String,
 }
 
-fn pod_namespaces() -> Option<cri::NamespaceOption> {
+fn pod_namespaces(network: cri::NamespaceMode) -> Option<cri::NamespaceOption> {
     Some(cri::NamespaceOption {
-        network: cri::NamespaceMode::Node.into(),
+        network: network.into(),
         pid: cri::NamespaceMode::Pod.into(),
         ipc: cri::NamespaceMode::Pod.into(),
     })
@@ -779,7 +794,12 @@ fn pod_namespaces() -> Option<cri::NamespaceOption> {
 
 impl Pod {
     /// Starts the pod under the cgroup parent `/berth-cri-<handler>-<test>`.
-    async fn start(client: &mut cri::Cri, node: &Node, handler: &str, test: &str) -> Self {
+    async fn start(
+        client: &mut cri::Cri,
+        node: &Node,
+        (handler, test): (&str, &str),
+        network: cri::NamespaceMode,
+    ) -> Self {
         let logs = node.dir.path().join("pod-logs").join(handler);
         std::fs::create_dir_all(&logs).unwrap();
         let sandbox_config = cri::PodSandboxConfig {
@@ -790,13 +810,17 @@ impl Pod {
                 attempt: 0,
             }),
             // As the kubelet has it: a pod on the host's network keeps the host's name (both
-            // runc and berth refuse a hostname without a uts namespace of its own).
-            hostname: String::new(),
+            // runc and berth refuse a hostname without a uts namespace of its own); any
+            // other pod is named after itself.
+            hostname: match network {
+                cri::NamespaceMode::Node => String::new(),
+                _ => format!("pod-{handler}"),
+            },
             log_directory: logs.to_string_lossy().into(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 cgroup_parent: format!("/{}", cgroup_parent(handler, test)),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: pod_namespaces(),
+                    namespace_options: pod_namespaces(network),
                 }),
             }),
         };
@@ -827,7 +851,7 @@ impl Pod {
                         log_path: "app.log".into(),
                         linux: Some(cri::LinuxContainerConfig {
                             security_context: Some(cri::LinuxContainerSecurityContext {
-                                namespace_options: pod_namespaces(),
+                                namespace_options: pod_namespaces(network),
                             }),
                         }),
                     }),
@@ -945,11 +969,12 @@ impl Drop for PodCgroupParents {
     }
 }
 
-async fn cri_node() -> (Node, cri::Cri) {
+async fn cri_node(bridge: bool) -> (Node, cri::Cri) {
     let node = Node::start_with(
         "k8s.io",
         Setup {
             cri: true,
+            bridge,
             ..Setup::default()
         },
     )
@@ -961,9 +986,15 @@ async fn cri_node() -> (Node, cri::Cri) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cri_pod_shares_its_sandboxs_namespaces_and_leaves_nothing() {
     let _parents = PodCgroupParents("pod");
-    let (node, mut client) = cri_node().await;
+    let (node, mut client) = cri_node(false).await;
     for handler in ["berth", "runc"] {
-        let pod = Pod::start(&mut client, &node, handler, "pod").await;
+        let pod = Pod::start(
+            &mut client,
+            &node,
+            (handler, "pod"),
+            cri::NamespaceMode::Node,
+        )
+        .await;
         let status = pod.container_status(&mut client).await.status.unwrap();
         assert_eq!(status.state(), cri::ContainerState::Running, "{handler}");
         let (sandbox, container) = pod.pids(&mut client).await;
@@ -1004,9 +1035,15 @@ async fn a_cri_pod_shares_its_sandboxs_namespaces_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cri_exec_sync_and_container_stats() {
     let _parents = PodCgroupParents("exec");
-    let (node, mut client) = cri_node().await;
+    let (node, mut client) = cri_node(false).await;
     for handler in ["berth", "runc"] {
-        let pod = Pod::start(&mut client, &node, handler, "exec").await;
+        let pod = Pod::start(
+            &mut client,
+            &node,
+            (handler, "exec"),
+            cri::NamespaceMode::Node,
+        )
+        .await;
         let exec: cri::ExecSyncResponse = client
             .call(
                 "/runtime.v1.RuntimeService/ExecSync",
@@ -1047,6 +1084,99 @@ async fn cri_exec_sync_and_container_stats() {
             "{handler}: {working_set:?}"
         );
         pod.remove(&mut client).await;
+    }
+    node.assert_nothing_left(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cri_pod_on_a_bridge_network_gets_an_address_and_gives_it_back() {
+    let _parents = PodCgroupParents("bridge");
+    let (node, mut client) = cri_node(true).await;
+    let (subnet, prefix) = node::BRIDGE_SUBNET;
+    for handler in ["berth", "runc"] {
+        let pod = Pod::start(
+            &mut client,
+            &node,
+            (handler, "bridge"),
+            cri::NamespaceMode::Pod,
+        )
+        .await;
+        let status: cri::PodSandboxStatusResponse = client
+            .call(
+                "/runtime.v1.RuntimeService/PodSandboxStatus",
+                cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.sandbox.clone(),
+                    verbose: false,
+                },
+            )
+            .await
+            .expect("PodSandboxStatus");
+        let ip = status.status.and_then(|s| s.network).map(|n| n.ip);
+        let address: std::net::Ipv4Addr = ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("{handler}: the pod's address is {ip:?}"));
+        let mask = u32::MAX << (32 - prefix);
+        assert_eq!(
+            u32::from(address) & mask,
+            u32::from(subnet),
+            "{handler}: {address} is not in {subnet}/{prefix}"
+        );
+        // The container is on the pod's network, not the host's: eth0 carries the address.
+        let exec: cri::ExecSyncResponse = client
+            .call(
+                "/runtime.v1.RuntimeService/ExecSync",
+                cri::ExecSyncRequest {
+                    container_id: pod.container.clone(),
+                    cmd: vec!["ip".into(), "-4".into(), "-o".into(), "addr".into()],
+                    timeout: 10,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{handler}: ExecSync: {e}"));
+        let addresses = String::from_utf8_lossy(&exec.stdout);
+        assert_eq!(exec.exit_code, 0, "{handler}: {exec:?}");
+        assert!(
+            addresses
+                .lines()
+                .any(|line| line.contains(" eth0 ") && line.contains(&format!("inet {address}/"))),
+            "{handler}: no {address} on eth0 in\n{addresses}"
+        );
+        let (sandbox, container) = pod.pids(&mut client).await;
+        assert_eq!(namespace_of(sandbox, "net"), namespace_of(container, "net"));
+        assert_ne!(
+            namespace_of(container, "net"),
+            namespace_of(std::process::id() as i32, "net"),
+            "{handler}: the container is on the host's network"
+        );
+        assert_eq!(
+            node.bridge_ports().len(),
+            1,
+            "{handler}: one veth on the bridge"
+        );
+        assert_eq!(
+            node.pinned_network_namespaces().len(),
+            1,
+            "{handler}: the pod's network namespace"
+        );
+        pod.remove(&mut client).await;
+        common::wait_gone(&[sandbox, container]).await;
+        // CNI's DEL ran: the veth pair, the address and containerd's network namespace are gone.
+        assert_eq!(
+            node.bridge_ports(),
+            Vec::<String>::new(),
+            "{handler}: veths left"
+        );
+        assert_eq!(
+            node.bridge_addresses_in_use(),
+            Vec::<String>::new(),
+            "{handler}: addresses left allocated"
+        );
+        assert_eq!(
+            node.pinned_network_namespaces(),
+            Vec::<String>::new(),
+            "{handler}: network namespaces left"
+        );
     }
     node.assert_nothing_left(&[]).await;
 }

@@ -104,9 +104,22 @@ pub struct PodSandboxStatusRequest {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
 
-/// PodSandboxStatusResponse and ContainerStatusResponse share `info` at 2.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxNetworkStatus {
+    #[prost(string, tag = "1")]
+    pub ip: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatus {
+    #[prost(message, optional, tag = "5")]
+    pub network: Option<PodSandboxNetworkStatus>,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PodSandboxStatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<PodSandboxStatus>,
     #[prost(map = "string, string", tag = "2")]
     pub info: HashMap<String, String>,
 }

@@ -12,7 +12,7 @@ pub const IMAGE: &str = "docker.io/library/berth-test:busybox";
 /// The busybox applets the tests run, as links to /bin/busybox.
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "true", "false", "ls", "hostname", "id", "kill", "tty", "stty",
-    "readlink", "head", "wc", "env",
+    "readlink", "head", "wc", "env", "ip",
 ];
 
 fn digest(data: &[u8]) -> String {

@@ -24,6 +24,10 @@ pub struct Setup {
     pub berth_socket_in_environment: bool,
     /// Whether the CRI plugin runs (off for the ctr tests: it wants a CNI and pulls images).
     pub cri: bool,
+    /// Whether the CRI plugin gets a CNI network: a bridge of the node's own (see
+    /// `Node::bridge`) from Debian's containernetworking-plugins. Without it, pods can only
+    /// use the host's network.
+    pub bridge: bool,
 }
 
 impl Default for Setup {
@@ -31,9 +35,17 @@ impl Default for Setup {
         Self {
             berth_socket_in_environment: true,
             cri: false,
+            bridge: false,
         }
     }
 }
+
+/// The subnet a bridge network's pods get their addresses from. No address of it is on
+/// the host (the bridge is no gateway), so it cannot clash with the host's routes, nor with
+/// another node's bridge of the same subnet.
+pub const BRIDGE_SUBNET: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 213, 0, 0), 24);
+/// Where Debian's containernetworking-plugins puts the plugins.
+const CNI_PLUGINS: &str = "/usr/lib/cni";
 
 /// Longer than any ctr command of the tests takes; a hung one is killed and fails the test.
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,8 +165,8 @@ disabled_plugins = {disabled:?}
             socket = self.socket().display(),
         );
         if self.setup.cri {
-            // Host networking only: containerd then logs that it found no CNI and goes on,
-            // but still makes its CNI directories, so they are private ones. The sandbox's
+            // The CNI directories are private ones: without a network in them (host
+            // networking only) containerd logs that it found no CNI and goes on. The sandbox's
             // oom_score_adj is kept at containerd's own, which these machines do not let
             // processes go below.
             config.push_str(&format!(
@@ -178,6 +190,87 @@ disabled_plugins = {disabled:?}
             ));
         }
         std::fs::write(dir.join("containerd.toml"), config).unwrap();
+        if self.setup.bridge {
+            self.write_bridge_network();
+        }
+    }
+
+    /// The bridge device of the node's CNI network, in the host's network namespace (where
+    /// containerd runs the plugins): unique to the node, and deleted with it.
+    pub fn bridge(&self) -> String {
+        let unique = self.dir.path().file_name().unwrap().to_string_lossy();
+        // At most 15 bytes, as the kernel has it; the temporary name ends in 6 random letters.
+        format!("berth{}", &unique[unique.len().saturating_sub(6)..])
+    }
+
+    /// The bridge plugin with host-local addresses, the plugins linked into the private
+    /// bin_dir. The bridge is no gateway and masquerades nothing: the host's forwarding and
+    /// iptables stay as they are, and pods reach each other and no further. containerd adds
+    /// the loopback plugin for the pod's `lo` itself.
+    fn write_bridge_network(&self) {
+        let cni = self.dir.path().join("cni");
+        std::fs::create_dir_all(cni.join("bin")).unwrap();
+        std::fs::create_dir_all(cni.join("conf")).unwrap();
+        for plugin in ["bridge", "host-local", "loopback"] {
+            let binary = std::path::Path::new(CNI_PLUGINS).join(plugin);
+            assert!(
+                binary.exists(),
+                "{} is missing: install Debian's containernetworking-plugins",
+                binary.display()
+            );
+            std::os::unix::fs::symlink(&binary, cni.join("bin").join(plugin)).unwrap();
+        }
+        let (subnet, prefix) = BRIDGE_SUBNET;
+        let network = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "berth-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": self.bridge(),
+                "isGateway": false,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("{subnet}/{prefix}")}]],
+                    // Not the host's /var/lib/cni/networks.
+                    "dataDir": cni.join("ipam"),
+                },
+            }],
+        });
+        std::fs::write(
+            cni.join("conf").join("10-berth-test.conflist"),
+            serde_json::to_vec_pretty(&network).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The addresses host-local has handed out and not yet taken back.
+    pub fn bridge_addresses_in_use(&self) -> Vec<String> {
+        let allocated = self.dir.path().join("cni/ipam/berth-test");
+        std::fs::read_dir(allocated)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.parse::<std::net::Ipv4Addr>().is_ok())
+            .collect()
+    }
+
+    /// The bridge's ports (the host's ends of the pods' veth pairs).
+    pub fn bridge_ports(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge()))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// The network namespaces containerd has pinned under the node's /run/netns.
+    pub fn pinned_network_namespaces(&self) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/root/run/netns", self.holder.id()))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect()
     }
 
     /// A command run in the node's mount namespace.
@@ -419,6 +512,13 @@ impl Drop for Node {
         }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+        // The bridge plugin makes the bridge and leaves it when its last pod goes.
+        if self.setup.bridge {
+            let _ = Command::new("ip")
+                .args(["link", "delete", &self.bridge(), "type", "bridge"])
+                .stderr(Stdio::null())
+                .status();
+        }
         // The runc shim leaves the namespace's cgroup level (runc removes only its own).
         for dir in common::cgroup_dirs(&self.namespace) {
             let _ = std::fs::remove_dir(dir);
