@@ -541,6 +541,10 @@ def main():
         if not os.access(os.path.join(RELEASE, binary), os.X_OK):
             sys.exit(f"bench/containerd.py: no {RELEASE}/{binary}: "
                      "run `cargo build --release --bins` first")
+    try:
+        import grpc  # noqa: F401  (the CRI client's)
+    except ImportError:
+        sys.exit("bench/containerd.py: python3 lacks grpcio (deploy/install-deps.sh installs it)")
     if not os.path.exists("/usr/bin/busybox"):
         sys.exit("bench/containerd.py: missing /usr/bin/busybox (busybox-static)")
     work = tempfile.mkdtemp(prefix="berth-bench-ctrd-", dir="/var/tmp")
