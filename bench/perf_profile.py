@@ -33,7 +33,7 @@ import time
 from common import DEVNULL, describe_load, machine_load, machine_snapshot, run_cli, write_bundle
 
 FREQ_DAEMON = 4999
-FREQ_CLI = 19999
+FREQ_CLI = 9999
 KERNEL = "[kernel.kallsyms]"
 # runs "$@" (the CLI) $1 times
 CLI_LOOP = 'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do "$@" >/dev/null; i=$((i+1)); done'
@@ -166,6 +166,8 @@ def phase_of(frames, own):
     kernel = [s for s, d in frames if d == KERNEL]
     if kernel:
         name = syscall_of(kernel)
+        if name in ("exit_to_user_mode_loop", "syscall_exit_to_user_mode"):
+            return "kernel: leaving a system call (scheduling, signals)"
         if name:
             cg = any(k.startswith(("cgroup", "__cgroup")) for k in kernel)
             return f"syscall {name}" + (" (cgroupfs)" if cg else "")
@@ -300,13 +302,31 @@ def cmd_run(a):
 
 # ---------------------------------------------------------------- markdown
 
+def short_name(sym):
+    """`Registry::claim` for `berth_runtime::registry::Registry::claim`, `Legacy::remove` for
+    `<berth_runtime::cgroups::legacy::Legacy as berth_runtime::cgroups::CgroupManager>::remove`."""
+    s = sym
+    while True:
+        t = re.sub(r"(?<=\w)<[^<>]*>", "", s)            # generic arguments: Core<T,S>
+        t = re.sub(r"<impl ([^<>]*)>", r"\1", t)        # <impl Container>::build
+        t = re.sub(r"<([^<>]*?) as [^<>]*>", r"\1", t)  # <Legacy as CgroupManager>::remove
+        if t == s:
+            break
+        s = t
+    parts = [x for x in s.replace("{{closure}}", "").split("::") if x]
+    return "::".join(parts[-2:])
+
+
 def top_phases(prof, scenario, k=3):
-    """'syscall clone3 31%, syscall mount 12%, ...' for the goals table."""
+    """'2.1 ms CPU per call; phases: ...; berth's functions: ...' for the goals table."""
     sc = (prof or {}).get("scenarios", {}).get(scenario)
     if not sc:
         return None
     phases = ", ".join(f"{name} {share * 100:.0f}%" for name, share in sc["phases"][:k])
-    return f"{sc['cpu_ms_per_op']:.2f} ms CPU per call: {phases}"
+    own = ", ".join(f"{short_name(name)} {share * 100:.0f}%"
+                    for name, share in sc["inclusive"][:k])
+    return (f"{sc['cpu_ms_per_op']:.2f} ms CPU per call under perf; phases: {phases}"
+            + (f"; in berth's functions: {own}" if own else ""))
 
 
 def pct(x):
@@ -325,7 +345,10 @@ def render(prof):
       f"{prof['cli_runs']} runs each of `berth --version` and `berth list` on the empty "
       f"registry (`perf record -F {prof['freq_cli']} --call-graph dwarf`, the samples of the "
       "`berth` task kept: the part of exec before the task takes its new name is the shell's). "
-      "On-CPU time only: time spent waiting is in the latencies above but not here. "
+      "On-CPU time only: time spent waiting is in the latencies above but not here; and the "
+      "CPU time includes perf's own work on each sample (copying the stack for the unwinding), "
+      "so read the shares, and compare the CPU per call between scenarios rather than with "
+      "the latencies. "
       "A phase is the outermost system call a sample is in (\"(cgroupfs)\" when a kernel cgroup "
       "function is on its chain), a page fault, other kernel work, or in user space the crate "
       "of the innermost function (own code) or the library; the last column counts the samples "
@@ -347,6 +370,7 @@ def render(prof):
             for col in ("phases", "self", "inclusive"):
                 if i < len(sc[col]):
                     n, s = sc[col][i]
+                    n = short_name(n) if col == "inclusive" else n
                     cells.append(f"{n.replace('|', '/')[:90]} | {pct(s)}")
                 else:
                     cells.append(" | ")

@@ -15,7 +15,7 @@
 # throughput of concurrent clients (scale.py throughput). Then, berth alone in the host view:
 # berthd with 10,000 containers (scale.py registry), a stuck delete beside fast ones
 # (scale.py stuck), the perf profiles (perf_profile.py), exec (exec.sh) and, when
-# bench/containerd.sh exists, its section. report.py writes the markdown.
+# bench/containerd.py exists, its section. report.py writes the markdown.
 #
 # Knobs (environment):
 #   BENCH_N=30            samples per single-invocation measurement (>= 20), per view
@@ -30,7 +30,7 @@
 #   BENCH_PROFILE=1       perf profiles (builds target/bench-profile, unstripped; 0 skips)
 #   BENCH_PROFILE_N=60 BENCH_PROFILE_CLI_RUNS=300
 #   BENCH_EXEC=1          bench/exec.sh's section
-#   BENCH_CONTAINERD=1    bench/containerd.sh's section, when that script exists
+#   BENCH_CONTAINERD=1    bench/containerd.py's section, when that script exists
 #   BENCH_QUIET_WAIT=0    wait up to this many seconds, after the build, for the 1-minute
 #                         load average to drop below BENCH_QUIET_LOAD (0.6)
 #   BENCH_OUT=...         report path (default docs/benchmarks.md)
@@ -326,10 +326,14 @@ if [[ $EXEC == 1 ]]; then
     BENCH_N=$N bash "$BENCH/exec.sh" >"$RES/section-1-exec.md" \
         || { note "bench/exec.sh failed (status $?)"; rm -f "$RES/section-1-exec.md"; }
 fi
-if [[ $CONTAINERD == 1 && -f $BENCH/containerd.sh ]]; then
-    log "containerd: bench/containerd.sh"
-    bash "$BENCH/containerd.sh" >"$RES/section-2-containerd.md" \
-        || { note "bench/containerd.sh failed (status $?)"; rm -f "$RES/section-2-containerd.md"; }
+if [[ $CONTAINERD == 1 && -f $BENCH/containerd.py ]]; then
+    log "containerd: bench/containerd.py"
+    python3 "$BENCH/containerd.py" >"$RES/section-2-containerd.md" \
+        || { note "bench/containerd.py failed (status $?)"; rm -f "$RES/section-2-containerd.md"; }
+else
+    printf '## containerd\n\nNot measured in this run: %s.\n' \
+        "$([[ -f $BENCH/containerd.py ]] && echo "BENCH_CONTAINERD=0" || echo "there is no bench/containerd.py")" \
+        >"$RES/section-2-containerd.md"
 fi
 
 # --- report -----------------------------------------------------------------------

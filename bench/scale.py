@@ -831,6 +831,11 @@ def f1(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def load_span(x):
+    """'3.1 -> 4.0': the 1-minute load average before and after a step."""
+    return " -> ".join(x[k].split()[0] for k in ("loadavg_before", "loadavg_after") if x.get(k))
+
+
 def registry_split(reg):
     """Where the start-up at the largest size goes, from berthd's log: medians (ms) of exec
     to `registry loaded`, loaded to `serving`, serving to the first SERVING answer."""
@@ -863,15 +868,17 @@ def render_registry(reg):
       "line, and from there to the answer.")
     w("")
     w("| containers (running + stopped) | start-up med ms | min | max | n | exec to loaded | "
-      "loaded to serving | serving to answer | VmRSS med | RssAnon | VmHWM | SIGTERM to exit ms |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "loaded to serving | serving to answer | VmRSS med | RssAnon | VmHWM | SIGTERM to exit ms | "
+      "load |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for e in reg["sizes"]:
         s = stats_ms(e["startup_ms"])
         w(f"| {e['size']:,} ({e['running']} + {e['stopped']:,}) | {f1(s['med'])} | "
           f"{f1(s['min'])} | {f1(s['max'])} | {s['n']} | {f1(median(e['to_loaded_ms']))} | "
           f"{f1(median(e['loaded_to_serving_ms']))} | {f1(median(e['serving_to_answer_ms']))} | "
           f"{(rss_med(e) or 0) / 1024:.1f} MiB | {(rss_med(e, 'RssAnon') or 0) / 1024:.1f} MiB | "
-          f"{(rss_med(e, 'VmHWM') or 0) / 1024:.1f} MiB | {f1(median(e['stop_ms']))} |")
+          f"{(rss_med(e, 'VmHWM') or 0) / 1024:.1f} MiB | {f1(median(e['stop_ms']))} | "
+          f"{load_span(e)} |")
     w("")
     if e0 and eb and big:
         per_t = (median(eb["startup_ms"]) - median(e0["startup_ms"])) * 1000 / big
@@ -1042,12 +1049,12 @@ def render_stuck(stk):
       f"finish while the stuck one waits, with a median at most twice as long: "
       f"**{'yes' if ok else 'no'}**.")
     w("")
-    w(f"| {stk['count']} x delete --force | wall ms | median ms | p95 ms | max ms | completed |")
-    w("|---|---:|---:|---:|---:|---:|")
+    w(f"| {stk['count']} x delete --force | wall ms | median ms | p95 ms | max ms | completed | load |")
+    w("|---|---:|---:|---:|---:|---:|---|")
     for name, v in (("without a stuck delete", wo), ("with the stuck delete in flight", wi)):
         s = stats_ms(v["delete_ms"])
         w(f"| {name} | {f1(v['wall_s'] * 1000, 0)} | {f1(s['med'], 2)} | {f1(s['p95'], 2)} | "
-          f"{f1(s['max'], 2)} | {v['completed']} |")
+          f"{f1(s['max'], 2)} | {v['completed']} | {load_span(v)} |")
     w("")
     w(f"- The stuck delete was still in flight when the {stk['count']} deletes had finished: "
       f"**{'yes' if wi.get('stuck_in_flight_after') else 'no'}** (at "
