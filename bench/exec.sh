@@ -3,11 +3,11 @@
 # running busybox container each, made from the same bundle with the same cgroup layout
 # (linux.cgroupsPath /<prefix>/<id> for both), roots on a tmpfs as /run is elsewhere.
 # Prints a markdown section (docs/benchmarks.md quotes it). Needs a release build
-# (cargo build --release) and farm-bench; run as root. BENCH_N (default 30) runs each.
+# (cargo build --release, cargo cli) and farm-bench; run as root. BENCH_N (default 30) runs each.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${BENCH_N:-30}
-BERTH="$REPO/target/release/berth"
+BERTH="$REPO/target/x86_64-unknown-linux-musl/release/berth"
 BERTHD="$REPO/target/release/berthd"
 WORK=$(mktemp -d)
 PREFIX="bexec$$"

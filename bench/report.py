@@ -446,7 +446,7 @@ def render(R):
       "`process.terminal=false`, `root.path` absolute, `process.args` `sleep 1000` or `true`, "
       f"and `linux.cgroupsPath` = `/{m.get('cgroup_parent', '<parent>')}/<id>` (absolute; the "
       "parent made beforehand in every hierarchy, so that no runtime pays for making it or "
-      "removing it). Runtimes: `target/release/berth --socket S` against a berthd of the "
+      "removing it). Runtimes: `target/x86_64-unknown-linux-musl/release/berth --socket S` (the CLI as installed: `cargo cli`) against a berthd of the "
       "view (`--root R --socket S`, started in the view), `runc --root R`, `crun --root R`.")
     w("")
 
@@ -475,7 +475,7 @@ def render(R):
     sizes = {rt: rs[-1].get("binary_bytes") for (_v, rt), rs in R.cli.items()}
     w("- The CLI binaries run, in bytes: " + ", ".join(
         f"{rt} {sizes[rt]:,}" for rt in RUNTIMES if sizes.get(rt)) + " (berth's: "
-      "`target/release/berth`, stripped).")
+      "`target/x86_64-unknown-linux-musl/release/berth`, stripped).")
     w("")
     for v in R.views:
         w(f"### {VIEWS[v][0]}")

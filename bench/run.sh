@@ -85,17 +85,18 @@ if [[ $PROFILE == 1 ]] && ! command -v perf >/dev/null; then echo "missing: perf
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # --- build (before any temp state exists) -----------------------------------
-log "cargo build --release --bins; cargo build --release -p berth-bench"
-(cd "$REPO" && cargo build --release --bins && cargo build --release -p berth-bench)
+log "cargo build --release --bins; cargo cli; cargo build --release -p berth-bench"
+(cd "$REPO" && cargo build --release --bins && cargo cli && cargo build --release -p berth-bench)
 BERTHD="$REPO/target/release/berthd"
-BERTH="$REPO/target/release/berth"
+# the CLI as it is installed (README): static, on musl
+BERTH="$REPO/target/x86_64-unknown-linux-musl/release/berth"
 BENCH_BIN="$REPO/target/release/berth-bench"
 PROFILE_TARGET="$REPO/target/bench-profile"
 if [[ $PROFILE == 1 ]]; then
     # the release profile strips symbols, which perf needs: the same build, unstripped, apart
     log "cargo build --release (unstripped, for perf) into $PROFILE_TARGET"
-    (cd "$REPO" && CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --bins -p berth -p berth-cli \
-        --target-dir "$PROFILE_TARGET")
+    (cd "$REPO" && CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --bins -p berth \
+        --target-dir "$PROFILE_TARGET" && CARGO_PROFILE_RELEASE_STRIP=false cargo cli --target-dir "$PROFILE_TARGET")
 fi
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -315,7 +316,7 @@ fi
 if [[ $PROFILE == 1 ]]; then
     log "profiles: berthd during $PROFILE_N creates, starts, force deletes; the CLI x $PROFILE_CLI_RUNS"
     "$PY" "$BENCH/perf_profile.py" run --berthd "$PROFILE_TARGET/release/berthd" \
-        --berth "$PROFILE_TARGET/release/berth" --root "$TMP/prof-root" --run-dir "$TMP/prof-run" \
+        --berth "$PROFILE_TARGET/x86_64-unknown-linux-musl/release/berth" --root "$TMP/prof-root" --run-dir "$TMP/prof-run" \
         --log "$TMP/prof-berthd.log" --pidfile "$TMP/prof.pid" --tmp "$TMP" \
         --template "$TMP/template-sleep.json" --bundles "$TMP/bundles" --cgroup-parent "$PREFIX" \
         --prefix "${PREFIX}prof-" --n "$PROFILE_N" --cli-runs "$PROFILE_CLI_RUNS" \

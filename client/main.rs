@@ -5,12 +5,16 @@
 //! exit codes so scripts work with either tool.
 // The process starts at `main` below, not in std's start-up.
 #![cfg_attr(not(test), no_main)]
+mod arena;
 mod attach;
 mod exec;
 mod run;
 mod usage;
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
+
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 use anyhow::{bail, Context};
 use berth_api::{self as proto, container_service_client::ContainerServiceClient};
@@ -236,11 +240,31 @@ enum Command {
 /// connection is an error to report, not a silent death.
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     open_standard_fds();
     // SAFETY: no other thread exists yet to race the change, and SIG_IGN is valid for SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    berth()
+    // SAFETY: the C runtime passes argc strings in argv, each NUL-terminated, alive for the
+    // whole process.
+    berth(unsafe { arguments(argc, argv) })
+}
+
+/// The command line, from `main`'s own arguments: std::env::args is empty on musl when
+/// std's entry point does not run (glibc hands them to std behind main's back; musl does
+/// not), and the CLI is built for musl (see README).
+#[cfg(not(test))]
+unsafe fn arguments(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|index| {
+            // SAFETY: index < argc, and each argv entry is a C string (the caller's promise).
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(index)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+        })
+        .collect()
 }
 
 /// Opens /dev/null on any of fds 0-2 the CLI was started without, so that neither the
@@ -270,12 +294,12 @@ fn open_standard_fds() {
 
 // Under test the harness has the entry point, and this is what it would run.
 #[cfg_attr(test, allow(dead_code))]
-fn berth() -> ! {
-    if asks_for_the_version_alone() {
+fn berth(args: Vec<std::ffi::OsString>) -> ! {
+    if asks_for_the_version_alone(&args) {
         print!("{}", version_text());
         std::process::exit(0);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     // Neither needs the daemon.
     match &cli.command {
         Command::Completions { shell } => {
@@ -325,9 +349,8 @@ fn berth() -> ! {
 /// `berth --version` (or `-V`) alone, as tools probe a runtime: answered before clap builds
 /// the command tree, which copies every global option into each subcommand first and is
 /// most of the CLI's own start-up (issue 17). A test keeps the text clap's.
-fn asks_for_the_version_alone() -> bool {
-    let mut args = std::env::args_os().skip(1);
-    matches!((args.next(), args.next()), (Some(arg), None) if arg == "--version" || arg == "-V")
+fn asks_for_the_version_alone(args: &[std::ffi::OsString]) -> bool {
+    matches!(args, [_, arg] if arg == "--version" || arg == "-V")
 }
 
 fn version_text() -> String {

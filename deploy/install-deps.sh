@@ -15,7 +15,9 @@ set -eu
 # service (which a systemd host starts on install).
 # containernetworking-plugins: the CNI plugins (bridge, host-local, loopback) the containerd
 # test of a pod on a bridge network hands to its containerd's CRI plugin.
-packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev containerd containernetworking-plugins"
+# musl-tools: the C compiler for musl that the CLI's build (`cargo cli`, on musl) needs for
+# the C and assembly parts of its TLS library.
+packages="busybox-static runc crun python3 python3-pip ca-certificates libseccomp-dev containerd containernetworking-plugins musl-tools"
 
 missing=""
 for package in $packages; do
@@ -34,4 +36,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo is missing: install Rust with rustup (https://rustup.rs) first" >&2
     exit 1
+fi
+
+# The CLI is built for musl (`cargo cli`, .cargo/config.toml says why).
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-musl" ]; then
+    if command -v rustup >/dev/null 2>&1; then
+        rustup target add x86_64-unknown-linux-musl
+    else
+        echo "Rust's x86_64-unknown-linux-musl target is missing: install Rust with rustup (https://rustup.rs), or add that target to this toolchain" >&2
+        exit 1
+    fi
 fi

@@ -11,6 +11,10 @@ cargo test "$@"
 # containerd under a private mount namespace, with berth's shim and runc's as calibration
 # (declared test = false, so the plain run above leaves it to this line).
 cargo test --test containerd
+# The CLI as it is installed (`cargo cli`: static, on musl) through the suites that drive it.
+cargo cli
+BERTH_CLI="$PWD/target/x86_64-unknown-linux-musl/release/berth" cargo test --test foundation \
+    --test processes --test terminal --test events --test exec --test security
 tests/v2-view.sh cargo test --test lifecycle --test delete --test events --test devices \
     --test escapes --test seccomp --test userns --test runtime_spec --test processes --test exec --test labels \
     --test terminal --test resources

@@ -434,7 +434,7 @@ async fn berth_events(
     std::process::Child,
     std::sync::mpsc::Receiver<serde_json::Value>,
 ) {
-    let mut cli = std::process::Command::new(BERTH)
+    let mut cli = std::process::Command::new(berth_cli())
         .arg("--socket")
         .arg(&daemon.socket)
         .args(["events", "--json"])

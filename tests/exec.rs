@@ -610,7 +610,7 @@ async fn an_exec_through_proc_self_exe_never_reaches_the_host_binary() {
 }
 
 fn berth_exec(daemon: &Daemon, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(BERTH);
+    let mut command = std::process::Command::new(berth_cli());
     command
         .arg("--socket")
         .arg(&daemon.socket)

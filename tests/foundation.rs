@@ -379,12 +379,12 @@ async fn cli_exit_codes_and_messages() {
     assert_eq!(daemon.cli(&["health"]).status.code(), Some(0));
     let unknown_service = daemon.cli(&["health", "--service", "no.such.Service"]);
     assert_eq!(unknown_service.status.code(), Some(3));
-    let unreachable = Command::new(BERTH)
+    let unreachable = Command::new(berth_cli())
         .args(["--socket", "/nonexistent/berth.sock", "health"])
         .output()
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(2));
-    let unreachable = Command::new(BERTH)
+    let unreachable = Command::new(berth_cli())
         .args(["--socket", "/nonexistent/berth.sock", "list"])
         .output()
         .unwrap();
@@ -395,7 +395,7 @@ async fn cli_exit_codes_and_messages() {
         stderr(&unreachable)
     );
 
-    let env_socket = Command::new(BERTH)
+    let env_socket = Command::new(berth_cli())
         .arg("list")
         .env("BERTH_SOCKET", &daemon.socket)
         .output()
@@ -600,7 +600,7 @@ async fn systemd_is_told_when_berthd_is_ready_and_when_it_stops() {
 fn completions_and_man_pages_come_from_the_clap_definitions() {
     berth_cli_built();
     for shell in ["bash", "zsh", "fish"] {
-        let script = Command::new(BERTH)
+        let script = Command::new(berth_cli())
             .args(["completions", shell])
             .output()
             .unwrap();
@@ -612,7 +612,7 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let man = Command::new(BERTH)
+    let man = Command::new(berth_cli())
         .arg("man")
         .arg(dir.path())
         .output()

@@ -103,7 +103,7 @@ async fn wait_reports_the_signal_that_killed_the_init_and_the_cli_exits_128_plus
     let waiting = wait_in_background(&client, "w-kill");
     let socket = daemon.socket.clone();
     let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(BERTH)
+        std::process::Command::new(berth_cli())
             .arg("--socket")
             .arg(socket)
             .args(["wait", "w-kill"])

@@ -22,7 +22,13 @@ fn cli_as_nobody(daemon: &Daemon, extra_groups: &str, args: &[&str]) -> Output {
     };
     Command::new("setpriv")
         .args([
-            "--reuid", NOBODY, "--regid", NOBODY, &groups, BERTH, "--socket",
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            &groups,
+            berth_cli(),
+            "--socket",
         ])
         .arg(&daemon.socket)
         .args(args)
@@ -173,7 +179,7 @@ fn free_port() -> u16 {
 }
 
 fn cli_over_tcp(port: u16, pki: &Pki, client_cert: bool, args: &[&str]) -> Output {
-    let mut command = Command::new(BERTH);
+    let mut command = Command::new(berth_cli());
     command.args([
         "--address",
         &format!("https://127.0.0.1:{port}"),

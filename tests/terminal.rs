@@ -446,7 +446,7 @@ async fn stdin_comes_from_a_file_and_bad_stdin_paths_are_refused() {
 
 /// `berth run` against `daemon`, its temporary files under `tmp`.
 fn berth_run(daemon: &Daemon, tmp: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BERTH);
+    let mut command = Command::new(berth_cli());
     command
         .arg("--socket")
         .arg(&daemon.socket)
@@ -772,7 +772,7 @@ async fn run_refuses_what_it_cannot_attach() {
     );
 
     // Over TCP berthd cannot open the CLI's FIFOs: refused before connecting.
-    let tcp = Command::new(BERTH)
+    let tcp = Command::new(berth_cli())
         .args(["--address", "https://127.0.0.1:9", "run", "r-tcp"])
         .stdin(Stdio::null())
         .output()
@@ -874,7 +874,7 @@ async fn berth_exec_t_proxies_the_users_terminal() {
     daemon.run("t-cli-exec", &bundle, None).await;
     let tmp = tempfile::tempdir().unwrap();
     let mut user = UserTerminal::new(24, 80);
-    let mut command = Command::new(BERTH);
+    let mut command = Command::new(berth_cli());
     command
         .arg("--socket")
         .arg(&daemon.socket)

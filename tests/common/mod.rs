@@ -39,13 +39,24 @@ pub const BERTH: &str = {
     }
 };
 
+/// The CLI the tests run: `$BERTH_CLI` when set, else `BERTH`. tests/all.sh runs the
+/// suites that drive the CLI once more with the build that is installed (`cargo cli`, on
+/// musl), so that what users run is what was tested.
+pub fn berth_cli() -> &'static str {
+    static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| std::env::var("BERTH_CLI").unwrap_or_else(|_| BERTH.to_owned()))
+}
+
 /// Builds `BERTH` if it is missing or out of date, once per test binary, and panics with
 /// what to do when that fails. `cargo test` at the workspace root has already built it
 /// (this is then a no-op build of a fraction of a second), but a narrower run such as
 /// `cargo test --test foundation` builds this package's binaries only. `Daemon::start` and
-/// `Daemon::cli` call it; a test that runs `BERTH` without a daemon calls it first.
+/// `Daemon::cli` call it; a test that runs the CLI without a daemon calls it first. A
+/// `$BERTH_CLI` is the caller's to build.
 pub fn berth_cli_built() {
-    workspace_binary_built("berth");
+    if std::env::var_os("BERTH_CLI").is_none() {
+        workspace_binary_built("berth");
+    }
 }
 
 /// The path of `name`, a binary of another workspace package, beside berthd (cargo gives
@@ -372,7 +383,7 @@ impl Daemon {
     /// Runs the CLI against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         berth_cli_built();
-        Command::new(BERTH)
+        Command::new(berth_cli())
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
