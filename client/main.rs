@@ -333,7 +333,7 @@ fn berth(args: Vec<std::ffi::OsString>) -> ! {
             Err(e) => {
                 match e.downcast_ref::<tonic::Status>() {
                     Some(status) => eprintln!("{}", status.message()),
-                    None => eprintln!("berth: {e:#}"),
+                    None => eprintln!("berth: {}", chain_text(&e)),
                 }
                 1
             }
@@ -357,9 +357,29 @@ fn version_text() -> String {
     format!("berth {}\n", env!("CARGO_PKG_VERSION"))
 }
 
+/// An error and its causes, as `{:#}` prints them, without a cause that only repeats the
+/// one before: tonic's transport errors wrap the same io::Error more than once, and
+/// "No such file or directory" said three times helps nobody.
+fn chain_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if last.ends_with(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        last = message;
+    }
+    text
+}
+
 fn exit_with(result: anyhow::Result<()>) -> ! {
     if let Err(e) = &result {
-        eprintln!("berth: {e:#}");
+        eprintln!("berth: {}", chain_text(e));
     }
     std::process::exit(result.is_err().into())
 }
@@ -858,6 +878,18 @@ mod tests {
     #[test]
     fn the_oci_version_is_the_one_berthd_implements() {
         assert_eq!(super::OCI_VERSION, oci_spec::runtime::VERSION);
+    }
+
+    #[test]
+    fn a_cause_that_repeats_the_one_before_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let error = anyhow::Error::new(std::io::Error::other(io.to_string()))
+            .context(io.to_string())
+            .context("cannot connect to berthd at /run/x.sock");
+        assert_eq!(
+            super::chain_text(&error),
+            "cannot connect to berthd at /run/x.sock: No such file or directory (os error 2)"
+        );
     }
 
     #[test]
