@@ -6,12 +6,19 @@
 //! is encoded again for the server, split to the HTTP/2 frame size. Nothing else in the
 //! byte stream changes, and TCP connections are not wrapped.
 //!
+//! Whether a connection needs this is told by its first header block. When that one has no
+//! `:authority` to rewrite (berth's CLI, tonic, grpc-go, grpcurl), it goes to the server as
+//! the client encoded it, and so do all later ones, like any other frame. A client that
+//! needs the rewrite has every block of its connection decoded and encoded again.
+//!
 //! This runs before any authorisation, for every peer that can open the socket, so what it
 //! holds is bounded: only header blocks (HEADERS and CONTINUATION) are collected, up to
 //! [`MAX_BLOCK`] encoded and [`MAX_HEADER_LIST`] decoded; every other frame goes to the
 //! server as it arrives (its header first, then its payload in the pieces the socket
 //! yields); and a frame longer than the frame size the server advertised closes the
-//! connection as soon as its 9-byte header is read.
+//! connection as soon as its 9-byte header is read. Once header blocks go through as sent
+//! they are not held either, and a first block that is not decoded here (see
+//! `plainly_valid`) has its decoded size bounded by h2 alone.
 use std::{
     io,
     pin::Pin,
@@ -68,6 +75,18 @@ enum State {
     Pass(usize),
 }
 
+/// What becomes of the client's header blocks: its first decides (see
+/// [`AuthorityFix::finish_block`]).
+#[derive(PartialEq)]
+enum Blocks {
+    /// None has been completed yet.
+    Undecided,
+    /// Each is decoded and encoded again.
+    Rewritten,
+    /// Each goes through as sent, like any other frame.
+    PassedOn,
+}
+
 pub struct AuthorityFix<S> {
     inner: S,
     /// Bytes ready for the server.
@@ -81,6 +100,7 @@ pub struct AuthorityFix<S> {
     max_frame: usize,
     decoder: loona_hpack::Decoder<'static>,
     encoder: loona_hpack::Encoder<'static>,
+    blocks: Blocks,
     /// Who is on the other end, for the log line when the connection is closed.
     peer_uid: Option<u32>,
     /// The client broke the rules: nothing more is read from it.
@@ -104,6 +124,7 @@ impl<S> AuthorityFix<S> {
             max_frame: max_frame as usize,
             decoder: loona_hpack::Decoder::new(),
             encoder: loona_hpack::Encoder::new(),
+            blocks: Blocks::Undecided,
             peer_uid: None,
             failed: false,
         }
@@ -182,7 +203,7 @@ impl<S> AuthorityFix<S> {
                 )));
             }
         }
-        if kind == HEADERS || kind == CONTINUATION {
+        if (kind == HEADERS || kind == CONTINUATION) && self.blocks != Blocks::PassedOn {
             self.payload.clear();
             self.state = State::Collect(length);
             if length == 0 {
@@ -257,6 +278,23 @@ impl<S> AuthorityFix<S> {
 
     fn finish_block(&mut self) -> io::Result<()> {
         let block = self.block.take().expect("a block is being collected");
+        // The bytes sent on decide whose HPACK dynamic table the server's decoder keeps.
+        // Up to the first rewrite the server has seen only the client's own encoding, so
+        // its table is the client's; sending a block as it came keeps it the client's, and
+        // from there on every block of the client's can go to the server as it is. After
+        // one block encoded again, the server's table is this encoder's, which the client's
+        // later blocks know nothing of (they may name entries it lacks, or holds at other
+        // indices), so every later block is encoded again too. The choice is made once, at
+        // the first block: going back to rewriting after passing bytes through would need
+        // this encoder to take over the client's table, which it cannot. The clients that
+        // need the rewrite send the same `:authority` on every request; one that sent a
+        // valid one first and an invalid one later has that stream reset by h2, as it
+        // would without this wrapper.
+        if self.blocks == Blocks::Undecided && plainly_valid(&block.fragment) {
+            self.blocks = Blocks::PassedOn;
+            self.send_block(&block, &block.fragment);
+            return Ok(());
+        }
         // Decoded with a running total (RFC 9113's header list size: name, value and 32
         // octets per field); past the bound the rest is decoded, to keep the HPACK state,
         // but not kept.
@@ -275,51 +313,54 @@ impl<S> AuthorityFix<S> {
                 "a header list of {list_size} bytes decoded, over {MAX_HEADER_LIST}"
             )));
         }
+        let mut rewrote = false;
         for (name, value) in headers.iter_mut() {
-            let valid = tonic::codegen::http::uri::Authority::try_from(value.as_slice()).is_ok();
-            if name.as_slice() == b":authority" && !valid {
+            if name.as_slice() == b":authority" && !valid_authority(false, value) {
                 *value = b"localhost".to_vec();
+                rewrote = true;
             }
         }
-        let encoded = self.encoder.encode(
-            headers
-                .iter()
-                .map(|(name, value)| (name.as_slice(), value.as_slice())),
-        );
-        // HEADERS first (with the priority, if any), then CONTINUATION frames, each within
-        // the frame size; END_HEADERS on the last.
-        let mut rest: &[u8] = &encoded;
+        if self.blocks == Blocks::Rewritten || rewrote {
+            self.blocks = Blocks::Rewritten;
+            let encoded = self.encoder.encode(
+                headers
+                    .iter()
+                    .map(|(name, value)| (name.as_slice(), value.as_slice())),
+            );
+            self.send_block(&block, &encoded);
+        } else {
+            self.blocks = Blocks::PassedOn;
+            self.send_block(&block, &block.fragment);
+        }
+        Ok(())
+    }
+
+    /// Sends a header block on as HEADERS (with the priority, if any), then CONTINUATION
+    /// frames, each within the frame size; END_HEADERS on the last.
+    fn send_block(&mut self, block: &Block, mut rest: &[u8]) {
         let mut first = true;
         loop {
-            let room = self.max_frame
-                - if first && block.priority.is_some() {
-                    5
-                } else {
-                    0
-                };
-            let (piece, after) = rest.split_at(rest.len().min(room));
+            let priority = block.priority.filter(|_| first);
+            let prefix: &[u8] = priority.as_ref().map_or(&[], |p| p);
+            let (piece, after) = rest.split_at(rest.len().min(self.max_frame - prefix.len()));
             let mut flags = if after.is_empty() { END_HEADERS } else { 0 };
-            let kind = if first { HEADERS } else { CONTINUATION };
-            let mut payload = Vec::with_capacity(piece.len() + 5);
-            if first {
-                if block.end_stream {
-                    flags |= END_STREAM;
-                }
-                if let Some(priority) = block.priority {
-                    flags |= PRIORITY;
-                    payload.extend_from_slice(&priority);
-                }
+            if first && block.end_stream {
+                flags |= END_STREAM;
             }
-            payload.extend_from_slice(piece);
-            let length = (payload.len() as u32).to_be_bytes();
+            if priority.is_some() {
+                flags |= PRIORITY;
+            }
+            let kind = if first { HEADERS } else { CONTINUATION };
+            let length = ((prefix.len() + piece.len()) as u32).to_be_bytes();
             self.ready
                 .extend_from_slice(&[length[1], length[2], length[3], kind, flags]);
             self.ready.extend_from_slice(&block.stream.to_be_bytes());
-            self.ready.extend_from_slice(&payload);
+            self.ready.extend_from_slice(prefix);
+            self.ready.extend_from_slice(piece);
             rest = after;
             first = false;
             if rest.is_empty() {
-                return Ok(());
+                return;
             }
         }
     }
@@ -331,6 +372,98 @@ impl<S> AuthorityFix<S> {
         self.ready.capacity()
             + self.payload.capacity()
             + self.block.as_ref().map_or(0, |b| b.fragment.capacity())
+    }
+}
+
+/// `:authority` in Huffman code (RFC 7541, appendix B). The code is prefix-free and its
+/// padding fixed, so no other valid Huffman string decodes to the name.
+const AUTHORITY_HUFFMAN: &[u8] = &[0xb8, 0x3b, 0x53, 0x39, 0xec, 0x32, 0x7d, 0x7f];
+
+/// Whether a connection's first header block surely has no `:authority` to rewrite, told
+/// by walking it rather than decoding it: decoding every string is most of what the
+/// wrapper would cost a client that needs no rewrite. Every `:authority` must be named
+/// through the static table or spelled out, with a valid value. Anything else (a reference
+/// into the dynamic table, a table size update, a malformed block) answers false, and the
+/// full decode decides.
+fn plainly_valid(mut block: &[u8]) -> bool {
+    while let Some(&first) = block.first() {
+        let name_prefix = match first {
+            // Indexed: static entry 1 is `:authority` with an empty value.
+            0x80..=0xff => match integer(&mut block, 7) {
+                Some(2..=61) => continue,
+                _ => return false,
+            },
+            0x40..=0x7f => 6,
+            0x20..=0x3f => return false,
+            _ => 4,
+        };
+        let authority = match integer(&mut block, name_prefix) {
+            Some(0) => match string(&mut block) {
+                Some((true, name)) => name == AUTHORITY_HUFFMAN,
+                Some((false, name)) => name == b":authority",
+                None => return false,
+            },
+            Some(1) => true,
+            Some(2..=61) => false,
+            _ => return false,
+        };
+        match string(&mut block) {
+            Some((huffman, value)) if !authority || valid_authority(huffman, value) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// An HPACK integer (RFC 7541, 5.1) with a `prefix`-bit prefix, taken off the front of
+/// `bytes`; None if cut short or past what a bounded block can hold.
+fn integer(bytes: &mut &[u8], prefix: u32) -> Option<usize> {
+    let (&first, mut rest) = bytes.split_first()?;
+    let max = (1usize << prefix) - 1;
+    let mut value = first as usize & max;
+    if value == max {
+        for shift in [0, 7, 14, 21] {
+            let (&byte, after) = rest.split_first()?;
+            rest = after;
+            value += (byte as usize & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                *bytes = rest;
+                return Some(value);
+            }
+        }
+        return None;
+    }
+    *bytes = rest;
+    Some(value)
+}
+
+/// An HPACK string literal taken off the front of `bytes`: whether it is Huffman-coded,
+/// and its octets as sent.
+fn string<'a>(bytes: &mut &'a [u8]) -> Option<(bool, &'a [u8])> {
+    let huffman = bytes.first()? & 0x80 != 0;
+    let length = integer(bytes, 7)?;
+    let string = bytes.get(..length)?;
+    *bytes = &bytes[length..];
+    Some((huffman, string))
+}
+
+thread_local! {
+    // loona builds its Huffman decoder's tables anew each time, which costs far more than
+    // decoding one short value; one per thread is built once.
+    static HUFFMAN: std::cell::RefCell<loona_hpack::huffman::HuffmanDecoder> =
+        std::cell::RefCell::new(loona_hpack::huffman::HuffmanDecoder::new());
+}
+
+fn valid_authority(huffman: bool, value: &[u8]) -> bool {
+    use tonic::codegen::http::uri::Authority;
+    if huffman {
+        HUFFMAN.with_borrow_mut(|decoder| {
+            decoder
+                .decode(value)
+                .is_ok_and(|value| Authority::try_from(value.as_slice()).is_ok())
+        })
+    } else {
+        Authority::try_from(value).is_ok()
     }
 }
 
@@ -359,7 +492,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                 return Poll::Ready(Ok(()));
             }
             // Only once `ready` is empty: it never holds more than one chunk of passed-through
-            // bytes, plus at most one rewritten header block.
+            // bytes, plus at most one header block.
             let mut chunk = [0u8; CHUNK];
             let mut raw = ReadBuf::new(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut raw) {
@@ -660,6 +793,107 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// The header block of `berth list` as tonic 0.14 sent it on a new connection.
+    const TONIC_BLOCK: &[u8] = &[
+        0x83, 0x86, 0x41, 0x84, 0x49, 0xea, 0x31, 0x3f, 0x04, 0x9d, 0x62, 0x32, 0xd8, 0x99, 0xd7,
+        0xee, 0x15, 0xef, 0x1e, 0xa4, 0x8c, 0xd5, 0x16, 0xcd, 0xc5, 0xb3, 0xb9, 0x88, 0x56, 0x33,
+        0x99, 0x09, 0xbc, 0x7a, 0x92, 0x33, 0x54, 0x5b, 0x11, 0x40, 0x82, 0x49, 0x7f, 0x86, 0x4d,
+        0x83, 0x35, 0x05, 0xb1, 0x1f, 0x5f, 0x8b, 0x1d, 0x75, 0xd0, 0x62, 0x0d, 0x26, 0x3d, 0x4c,
+        0x4d, 0x65, 0x64, 0x7a, 0x89, 0x49, 0xea, 0x31, 0x18, 0x02, 0xe1, 0x69, 0x77, 0xff,
+    ];
+
+    #[tokio::test]
+    async fn a_connection_whose_first_block_needs_no_rewrite_is_passed_through_as_sent() {
+        // After it, even a block with an invalid `:authority` goes to h2 untouched.
+        let later =
+            loona_hpack::Encoder::new().encode([(b":authority" as &[u8], b"%2Fs" as &[u8])]);
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]));
+        bytes.extend(frame(HEADERS, END_HEADERS, 1, TONIC_BLOCK));
+        bytes.extend(frame(DATA, END_STREAM, 1, b"body"));
+        bytes.extend(frame(HEADERS, END_HEADERS, 3, &later));
+        let mut fixed = AuthorityFix::new(bytes.as_slice());
+        let mut out = Vec::new();
+        fixed.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, bytes);
+        assert!(fixed.blocks == Blocks::PassedOn);
+        let headers = loona_hpack::Decoder::new().decode(TONIC_BLOCK).unwrap();
+        assert_eq!(headers[2], (b":authority".to_vec(), b"tonic".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn once_a_block_is_rewritten_every_later_one_is_encoded_again() {
+        let mut client = loona_hpack::Encoder::new();
+        let mut bytes = PREFACE.to_vec();
+        for (stream, authority) in [(1, b"%2Fs" as &[u8]), (3, b"example:80")] {
+            let block = client.encode([
+                (b":authority" as &[u8], authority),
+                (b"x-request", b"the same each time"),
+            ]);
+            bytes.extend(frame(HEADERS, END_HEADERS, stream, &block));
+        }
+        let mut fixed = AuthorityFix::new(bytes.as_slice());
+        let mut out = Vec::new();
+        fixed.read_to_end(&mut out).await.unwrap();
+        assert!(fixed.blocks == Blocks::Rewritten);
+        let mut server = loona_hpack::Decoder::new();
+        let frames = frames(&out[PREFACE_LEN..]);
+        let first = server.decode(&frames[0].2).unwrap();
+        assert_eq!(first[0], (b":authority".to_vec(), b"localhost".to_vec()));
+        let second = server.decode(&frames[1].2).unwrap();
+        assert_eq!(second[0], (b":authority".to_vec(), b"example:80".to_vec()));
+        assert_eq!(
+            second[1],
+            (b"x-request".to_vec(), b"the same each time".to_vec())
+        );
+    }
+
+    #[test]
+    fn the_walk_passes_only_blocks_whose_authority_is_surely_valid() {
+        let huffman_name = [&[0x40, 0x80 | 8][..], AUTHORITY_HUFFMAN].concat();
+        let encode = |headers: &[(&[u8], &[u8])]| {
+            loona_hpack::Encoder::new().encode(headers.iter().copied())
+        };
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (TONIC_BLOCK.to_vec(), true),
+            (
+                encode(&[(b":method", b"POST"), (b":authority", b"localhost:80")]),
+                true,
+            ),
+            (encode(&[(b"x-any", b"no authority at all")]), true),
+            (
+                encode(&[(b":authority", b"%2Frun%2Fberth%2Fberth.sock")]),
+                false,
+            ),
+            // A literal name, Huffman-coded, with "tonic" Huffman-coded, then with "%2Fs".
+            (
+                [&huffman_name[..], &[0x84, 0x49, 0xea, 0x31, 0x3f]].concat(),
+                true,
+            ),
+            ([&huffman_name[..], &[0x04], b"%2Fs"].concat(), false),
+            // `:authority` with an empty value, from the static table.
+            (vec![0x81], false),
+            // The dynamic table: a field inserted, then named by its index.
+            ([TONIC_BLOCK, &[0x80 | 62]].concat(), false),
+            // A table size update, and a block cut short.
+            (vec![0x20, 0x82], false),
+            (TONIC_BLOCK[..TONIC_BLOCK.len() - 1].to_vec(), false),
+            (vec![0x40, 0xff], false),
+        ];
+        for (block, passes) in cases {
+            assert_eq!(plainly_valid(&block), passes, "{block:x?}");
+            // Whatever the walk passes, the full decode leaves as it is.
+            if passes {
+                let headers = loona_hpack::Decoder::new().decode(&block).unwrap();
+                assert!(headers
+                    .iter()
+                    .all(|(name, value)| name != b":authority" || valid_authority(false, value)));
+            }
+        }
+        let name = loona_hpack::huffman::HuffmanDecoder::new().decode(AUTHORITY_HUFFMAN);
+        assert_eq!(name.unwrap(), b":authority");
     }
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
