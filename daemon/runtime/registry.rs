@@ -39,8 +39,9 @@ struct SlotState {
     container: Arc<tokio::sync::Mutex<Option<Container>>>,
     /// The container as the current lease holder found it when its operation began: what
     /// Get and List answer while a long operation (a delete waiting for its init, a hook)
-    /// holds the lock. Unused while the lock is free (boxed: most slots never hold one).
-    last_seen: Mutex<Option<Box<Snapshot>>>,
+    /// holds the lock. Unused while the lock is free (behind a pointer: most slots never
+    /// hold one; shared, since the holder decides by it too).
+    last_seen: Mutex<Option<Arc<Snapshot>>>,
     /// The container's cgroup directories and the levels berth made for it, readable
     /// without its lease: no other container may be placed in, above or below its
     /// directories, nor may an operation on another touch them.
@@ -103,7 +104,7 @@ impl SlotState {
         self.rdt.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Box<Snapshot>>> {
+    fn last_seen(&self) -> std::sync::MutexGuard<'_, Option<Arc<Snapshot>>> {
         self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -397,31 +398,57 @@ impl Registry {
         });
     }
 
-    /// The cgroup directories every registered container but `id` records.
+    /// The cgroup directories of the other registered containers that equal, contain or
+    /// lie inside one of `id`'s: the only ones a listing, a kill or a removal of `id`'s
+    /// trees can meet. All of them while `id`'s are not known (an unreadable state.json,
+    /// whose delete goes by its default path). Each is compared before it is cloned: this
+    /// runs on every delete, and a registry may hold thousands of containers.
     fn others_cgroups(&self, id: &ContainerId) -> Vec<PathBuf> {
-        self.slots()
-            .iter()
-            .filter(|(other, _)| *other != id)
-            .flat_map(|(_, slot)| slot.cgroups().dirs.clone())
-            .collect()
+        let slots = self.slots();
+        let ours = slots.get(id).map(|slot| slot.cgroups());
+        let ours = ours.as_deref().filter(|ours| !ours.dirs.is_empty());
+        let mut met = Vec::new();
+        for (_, slot) in slots.iter().filter(|(other, _)| *other != id) {
+            let theirs = slot.cgroups();
+            met.extend(
+                theirs
+                    .dirs
+                    .iter()
+                    .filter(|dir| ours.is_none_or(|ours| ours.overlap(dir).is_some()))
+                    .cloned(),
+            );
+        }
+        met
     }
 
-    /// The RDT groups every registered container but `id` records (delete.md D11).
+    /// `id`'s RDT group when another registered container records it too, and so keeps it
+    /// (delete.md D11).
     fn others_rdt(&self, id: &ContainerId) -> Vec<PathBuf> {
-        self.slots()
-            .iter()
-            .filter(|(other, _)| *other != id)
-            .filter_map(|(_, slot)| slot.rdt().as_ref().map(|group| group.path.clone()))
-            .collect()
+        let slots = self.slots();
+        let Some(ours) = slots
+            .get(id)
+            .and_then(|slot| slot.rdt().as_ref().map(|group| group.path.clone()))
+        else {
+            return Vec::new();
+        };
+        let shared = slots.iter().any(|(other, slot)| {
+            other != id && slot.rdt().as_ref().is_some_and(|group| group.path == ours)
+        });
+        if shared {
+            vec![ours]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Records `plan` and `rdt` as `id`'s, unless one of the plan's directories equals,
     /// contains or lies inside a directory another container records (deleting either would
     /// then kill in and remove the other's cgroup, and freezing one would freeze the other).
     /// Levels above it that berth made for another container become this one's too, and so
-    /// does a group berth made for another container. Returns what the others hold. Checked
-    /// and recorded under the map's lock, so two creates cannot both pass, and a group berth
-    /// makes for one of two racing creates is berth's for the other too.
+    /// does a group berth made for another container. Returns what the others hold that an
+    /// undone create must leave: the RDT group when another container records it too.
+    /// Checked and recorded under the map's lock, so two creates cannot both pass, and a
+    /// group berth makes for one of two racing creates is berth's for the other too.
     fn claim(
         &self,
         id: &ContainerId,
@@ -431,28 +458,18 @@ impl Registry {
         let slots = self.slots();
         let mut others = Others::default();
         for (other, slot) in slots.iter().filter(|(other, _)| *other != id) {
-            if let Some(theirs) = slot.rdt().clone() {
+            if let Some(theirs) = slot.rdt().as_ref() {
                 if let Some(ours) = rdt.as_deref_mut().filter(|ours| ours.path == theirs.path) {
                     ours.created_by_berth |= theirs.created_by_berth;
+                    if others.rdt_groups.is_empty() {
+                        others.rdt_groups.push(theirs.path.clone());
+                    }
                 }
-                others.rdt_groups.push(theirs.path);
             }
             let theirs = slot.cgroups();
-            for level in &theirs.created {
-                let above_ours = plan
-                    .dirs
-                    .iter()
-                    .any(|ours| ours.starts_with(level) && ours != level);
-                if above_ours && !plan.created.contains(level) {
-                    plan.created.push(level.clone());
-                }
-            }
+            plan.share_levels(&theirs.created);
             for theirs in &theirs.dirs {
-                if let Some(ours) = plan
-                    .dirs
-                    .iter()
-                    .find(|ours| ours.starts_with(theirs) || theirs.starts_with(ours))
-                {
+                if let Some(ours) = plan.overlap(theirs) {
                     return Err(Error::CgroupTaken {
                         id: id.to_string(),
                         path: ours.clone(),
@@ -460,11 +477,9 @@ impl Registry {
                         theirs: theirs.clone(),
                     });
                 }
-                others.cgroups.push(theirs.clone());
             }
         }
-        // Parents before children, as creating and removing them needs.
-        plan.created.sort_by_key(|dir| dir.components().count());
+        plan.sort_created();
         if let Some(slot) = slots.get(id) {
             *slot.cgroups() = plan.clone();
             *slot.rdt() = rdt.as_deref().cloned();
@@ -501,12 +516,20 @@ impl Registry {
     /// A lease on `id`, with the init's exit reported first if it just happened, so no
     /// event about the container can precede its `exited`.
     async fn lease_current(&self, id: &ContainerId) -> Lease<'_> {
+        self.lease_found(id).await.0
+    }
+
+    /// [`Self::lease_current`], and the container as it was found.
+    async fn lease_found(&self, id: &ContainerId) -> (Lease<'_>, Option<Arc<Snapshot>>) {
         let mut lease = self.lease(id).await;
+        let mut found = None;
         if let Some(container) = lease.guard.as_mut() {
             report_exit(&lease.slot, container, &self.events).await;
-            *lease.slot.last_seen() = Some(Box::new(container.snapshot()));
+            let snapshot = Arc::new(container.snapshot());
+            *lease.slot.last_seen() = Some(snapshot.clone());
+            found = Some(snapshot);
         }
-        lease
+        (lease, found)
     }
 
     /// The container now, or as the operation in progress on it found it; `None` when it
@@ -804,8 +827,8 @@ impl Registry {
     }
 
     pub async fn delete(&self, id: &ContainerId, force: bool) -> Result<DeleteOutcome> {
-        let mut lease = self.lease_current(id).await;
-        let Some(container) = lease.guard.as_mut() else {
+        let (mut lease, found) = self.lease_found(id).await;
+        let (Some(container), Some(found)) = (lease.guard.as_mut(), found) else {
             self.remove_leftover_dir(id).await;
             return if force {
                 Ok(DeleteOutcome::default())
@@ -815,7 +838,7 @@ impl Registry {
         };
         let (others, others_rdt) = (self.others_cgroups(id), self.others_rdt(id));
         let outcome = match container
-            .delete(&self.runtime, force, &others, &others_rdt)
+            .delete(&self.runtime, &found, force, &others, &others_rdt)
             .await
         {
             Ok(outcome) => outcome,

@@ -4,7 +4,6 @@
 use std::{
     collections::BTreeSet,
     fs,
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
@@ -21,17 +20,6 @@ pub struct Legacy {
     hierarchies: Vec<Hierarchy>,
 }
 
-/// `dir` lies below `mount_point`.
-fn below(dir: &Path, mount_point: &Path) -> bool {
-    let (dir, mount_point) = (
-        dir.as_os_str().as_bytes(),
-        mount_point.as_os_str().as_bytes(),
-    );
-    dir.len() > mount_point.len() + 1
-        && dir.starts_with(mount_point)
-        && dir[mount_point.len()] == b'/'
-}
-
 impl Legacy {
     pub fn new(layout: Layout, hierarchies: Vec<Hierarchy>) -> Self {
         Self {
@@ -44,7 +32,9 @@ impl Legacy {
     /// for every container on every ListContainers, and comparing paths component by
     /// component costs more than the rest of deriving the status.
     fn hierarchy_of(&self, dir: &Path) -> Option<&Hierarchy> {
-        self.hierarchies.iter().find(|h| below(dir, &h.mount_point))
+        self.hierarchies
+            .iter()
+            .find(|h| tree::lies_below(dir, &h.mount_point))
     }
 
     /// The directory that freezes the container: the v1 freezer's when there is one (a
@@ -55,7 +45,8 @@ impl Legacy {
         // ListContainers, and looking up each directory's hierarchy costs a dozen times more.
         let find = |wanted: fn(&Hierarchy) -> bool| {
             let hierarchy = self.hierarchies.iter().find(|h| wanted(h))?;
-            dirs.iter().find(|dir| below(dir, &hierarchy.mount_point))
+            dirs.iter()
+                .find(|dir| tree::lies_below(dir, &hierarchy.mount_point))
         };
         match find(|h| h.freezer) {
             Some(dir) => Some(tree::Freezer { dir, v1: true }),

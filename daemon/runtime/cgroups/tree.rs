@@ -43,8 +43,9 @@ pub fn plan<'a>(mount_points: impl Iterator<Item = &'a Path>, relative: &Path) -
     for mount_point in mount_points {
         let leaf = mount_point.join(relative);
         for ancestor in leaf.ancestors().collect::<Vec<_>>().into_iter().rev() {
-            let is_level = ancestor.starts_with(mount_point) && ancestor != mount_point;
-            if is_level && (ancestor == leaf || !ancestor.exists()) {
+            if lies_below(ancestor, mount_point)
+                && (ancestor.as_os_str() == leaf.as_os_str() || !ancestor.exists())
+            {
                 plan.created.push(ancestor.to_owned());
             }
         }
@@ -75,6 +76,54 @@ fn belongs_to_others(dir: &Path, others: &[PathBuf]) -> bool {
 fn lies_within(path: &Path, dir: &Path) -> bool {
     let (path, dir) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
     path.starts_with(dir) && (path.len() == dir.len() || path[dir.len()] == b'/')
+}
+
+/// [`lies_within`], and not `dir` itself.
+pub(super) fn lies_below(path: &Path, dir: &Path) -> bool {
+    path.as_os_str().len() > dir.as_os_str().len() && lies_within(path, dir)
+}
+
+/// `dirs.contains(dir)`, by bytes as [`lies_within`]: `Path`'s `==` compares unequal paths
+/// component by component, and a delete asks this of every directory it removes.
+fn listed(dirs: &[PathBuf], dir: &Path) -> bool {
+    dirs.iter()
+        .any(|listed| listed.as_os_str() == dir.as_os_str())
+}
+
+/// The questions the registry asks of every other container's directories on each create
+/// and delete, answered by bytes as [`lies_within`] does.
+impl Plan {
+    /// The first of the container's directories that equals, contains or lies inside
+    /// `dir`.
+    pub fn overlap(&self, dir: &Path) -> Option<&PathBuf> {
+        self.dirs
+            .iter()
+            .find(|ours| lies_within(ours, dir) || lies_within(dir, ours))
+    }
+
+    /// Takes on, as levels berth made for this container too, those of `levels` (another
+    /// container's) that lie above one of its directories: whichever of the two empties a
+    /// shared level removes it.
+    pub fn share_levels(&mut self, levels: &[PathBuf]) {
+        for level in levels {
+            let above_ours = self.dirs.iter().any(|ours| lies_below(ours, level));
+            if above_ours && !listed(&self.created, level) {
+                self.created.push(level.clone());
+            }
+        }
+    }
+
+    /// Parents before children, as creating and removing them needs. A normalised path
+    /// is as deep as it has slashes.
+    pub fn sort_created(&mut self) {
+        self.created.sort_by_cached_key(|dir| {
+            dir.as_os_str()
+                .as_bytes()
+                .iter()
+                .filter(|&&b| b == b'/')
+                .count()
+        });
+    }
 }
 
 /// `dir` and every cgroup below it, children before their parents, without the subtrees
@@ -280,7 +329,7 @@ pub fn remove(
     others: &[PathBuf],
     kill: impl Fn() -> Result<()>,
 ) -> Result<()> {
-    for dir in dirs.iter().filter(|d| created.contains(d)) {
+    for dir in dirs.iter().filter(|d| listed(created, d)) {
         // Mostly it holds nothing: one rmdir, no walk.
         if !belongs_to_others(dir, others) {
             match fs::remove_dir(dir) {
@@ -297,7 +346,7 @@ pub fn remove(
             remove_dir_retrying(&tree_dir, &kill)?;
         }
     }
-    for ancestor in created.iter().rev().filter(|d| !dirs.contains(d)) {
+    for ancestor in created.iter().rev().filter(|d| !listed(dirs, d)) {
         // Another container may still live below a shared parent: that is not an error.
         match fs::remove_dir(ancestor) {
             Ok(()) => {}

@@ -39,10 +39,11 @@ use crate::{
 };
 
 /// What the other registered containers hold, as a create's claim found it: an undone
-/// create leaves it alone.
+/// create leaves it alone. No cgroup of theirs is in it: the claim refuses a plan that
+/// equals, contains or lies inside one, and once claimed no other create may overlap the
+/// plan, so no kill or removal of its trees can meet theirs.
 #[derive(Debug, Default)]
 pub struct Others {
-    pub cgroups: Vec<PathBuf>,
     pub rdt_groups: Vec<PathBuf>,
 }
 
@@ -522,9 +523,8 @@ impl Container {
     /// Undoes a create that failed: the same teardown a forced delete does, without the
     /// poststop hooks (the container never existed for its user).
     async fn abandon(&mut self, runtime: &Runtime, others: &Others) -> Result<()> {
-        self.kill_and_wait(runtime, &others.cgroups).await?;
-        self.release_resources(&others.cgroups, &others.rdt_groups)
-            .await?;
+        self.kill_and_wait(runtime, &[]).await?;
+        self.release_resources(&[], &others.rdt_groups).await?;
         let dir = self.dir.clone();
         blocking::run(move || dir.remove()).await
     }

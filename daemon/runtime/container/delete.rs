@@ -27,17 +27,19 @@ pub struct DeleteOutcome {
 }
 
 impl Container {
-    /// `others`: the cgroup directories of every other registered container, which this
-    /// delete must leave alone whatever they lie in; `others_rdt`: the RDT groups they
-    /// record, which stay.
+    /// `found`: the container as the caller found it under this delete's lease, whose
+    /// status decides (derived once: each derivation reads the freezer). `others`: the
+    /// cgroup directories of the other registered containers, which this delete must leave
+    /// alone whatever they lie in; `others_rdt`: the RDT groups they record, which stay.
     pub async fn delete(
         &mut self,
         runtime: &Runtime,
+        found: &Snapshot,
         force: bool,
         others: &[PathBuf],
         others_rdt: &[PathBuf],
     ) -> Result<DeleteOutcome> {
-        let (status, unknown_reason) = self.status_and_reason();
+        let status = found.status;
         if let Record::Corrupt { path, reason } = &self.record {
             if !force {
                 return Err(Error::CorruptState {
@@ -46,10 +48,9 @@ impl Container {
                     reason: reason.clone(),
                 });
             }
-            let snapshot = self.snapshot();
             let warning = self.delete_unreadable(runtime, others).await?;
             return Ok(DeleteOutcome {
-                snapshot: Some(snapshot),
+                snapshot: Some(found.clone()),
                 warnings: vec![warning],
                 exited: None,
                 found: Some(status),
@@ -63,19 +64,28 @@ impl Container {
                     status,
                 })
             }
+            // With a readable state, UNKNOWN is always the init that cannot be checked, and
+            // the status says why.
             DeleteStep::RefuseUnknown => {
                 return Err(Error::StatusUnknown {
                     id: self.id.to_string(),
-                    reason: unknown_reason.unwrap_or_else(|| "its status cannot be told".into()),
+                    reason: found.status_reason.clone(),
                 })
             }
             DeleteStep::Destroy => {}
             DeleteStep::KillThenDestroy => self.kill_and_wait(runtime, others).await?,
             DeleteStep::KillTreeThenDestroy => self.kill_all(others).await?,
         }
-        // Taken once the init is gone, so it carries the exit status when berthd saw it.
+        // Taken once the init is gone, so it carries the exit status when berthd saw it;
+        // with nothing killed, the status is the one found.
         let mut exited = self.observe_exit().await;
-        let snapshot = self.snapshot();
+        let mut snapshot = match step {
+            DeleteStep::Destroy => found.clone(),
+            _ => self.snapshot(),
+        };
+        if let Some(Some(record)) = &exited {
+            snapshot.exit = Some(record.clone());
+        }
         let warnings = match self.destroy(runtime, others, others_rdt).await {
             Ok(warnings) => warnings,
             Err(error) => {
@@ -116,9 +126,12 @@ impl Container {
         }
         // A frozen task never handles the SIGKILL until it is thawed: thawed whatever froze
         // it (a pause, a freeze left FREEZING), without waiting, since an ancestor's freeze
-        // never lifts from here.
-        self.with_cgroups(|cgroups, dirs| cgroups.request_thaw(dirs))
-            .await
+        // never lifts from here. One write that does not wait for the kernel, so on this
+        // thread: a trip to the blocking pool costs a delete more than the write.
+        let dirs = self.state().map(|state| state.cgroup_dirs.as_slice());
+        self.cgroups
+            .request_thaw(dirs.unwrap_or_default())
+            .map_err(Error::from)
             .on_container("thaw", &self.id)?;
         if self.init_by_start_time_only() {
             // No pidfd to end a round early: by start time, a round at a time. One that can
@@ -194,15 +207,21 @@ impl Container {
             .await
             .map_err(fail)?;
         fault::point("after-cgroup-removed");
-        let stopped_state = self.oci_state("stopped");
         self.dir.remove().map_err(fail)?;
         fault::point("after-state-dir-removed");
         let mut warnings = Vec::new();
         let poststop = self
             .state()
             .and_then(|s| s.hooks.as_ref())
-            .and_then(|h| h.poststop().clone());
-        for (index, hook) in poststop.iter().flatten().enumerate() {
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default();
+        // Made from memory, so only for hooks: most containers have none.
+        let stopped_state = if poststop.is_empty() {
+            String::new()
+        } else {
+            self.oci_state("stopped")
+        };
+        for (index, hook) in poststop.iter().enumerate() {
             if let Err(warning) = runtime
                 .run_hook("poststop", index, hook, &stopped_state)
                 .await

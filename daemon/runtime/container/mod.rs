@@ -316,10 +316,6 @@ impl Container {
         Status::derive(&self.facts(None))
     }
 
-    fn status_and_reason(&self) -> (Status, Option<String>) {
-        self.status_and_reason_with(None)
-    }
-
     /// The status and, when it is UNKNOWN because the init cannot be checked, why.
     fn status_and_reason_with(&self, freezers: Option<&CaughtUp>) -> (Status, Option<String>) {
         let facts = self.facts(freezers);
