@@ -7,8 +7,8 @@ set -eu
 # busybox-static: the tests' container root file systems. runc and crun: the tests compare
 # berth's behaviour and the benchmarks its speed against them; berth does not need either.
 # python3 with grpcio: the tests call berthd as an outside gRPC client would.
-# libseccomp-dev: berth compiles linux.seccomp through libseccomp, linked dynamically
-# (libseccomp2, which it pulls in, is what berthd needs to run).
+# libseccomp-dev: berth compiles linux.seccomp through libseccomp, whose archive berthd
+# takes in (it is linked statically, so running it needs no libseccomp2).
 # containerd: the containerd tests (tests/containerd.rs) run Debian's containerd 1.6 and its
 # ctr, each on private sockets and directories in a mount namespace of their own, with
 # berth's shim and with containerd's own runc shim. They never use the system's containerd

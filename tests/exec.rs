@@ -569,8 +569,9 @@ async fn an_exec_through_proc_self_exe_never_reaches_the_host_binary() {
     let daemon = Daemon::start().await;
     let (bundle, _) = running(&daemon, "exe").await;
     let evil = bundle.path().join("rootfs/evil");
-    // Were the copy run, it would be the helper reading its task from fd 0: a FIFO this
-    // test keeps open, so it stays alive to be looked at.
+    // Were the copy run, it would be the helper, finding fd 0 (a FIFO this test keeps open)
+    // not the socket it expects, and exiting within a millisecond or so: it is looked at
+    // while it lives, and run again until it is.
     std::fs::write(&evil, "#!/proc/self/exe init 0\n").unwrap();
     std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -583,25 +584,39 @@ async fn an_exec_through_proc_self_exe_never_reaches_the_host_binary() {
         .unwrap();
     let host_binary = std::fs::read(env!("CARGO_BIN_EXE_berthd")).unwrap();
     let mut client = daemon.client().await;
-    let mut exec_request = request("exe", "e1", &process(&bundle, &["/evil"]));
-    exec_request.stdin_path = fifo.to_str().unwrap().into();
-    match exec(&mut client, exec_request).await {
-        Ok(pid) => {
-            let exe = format!("/proc/{pid}/exe");
-            let target = std::fs::read_link(&exe).unwrap();
-            assert!(
-                target.to_string_lossy().starts_with("/memfd:berthd-init"),
-                "the exec process runs {}",
-                target.display()
-            );
-            let write = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&exe)
-                .and_then(|mut file| std::io::Write::write_all(&mut file, b"x"));
-            assert!(write.is_err(), "the executable took a write");
+    let mut seen = false;
+    for attempt in 0..20 {
+        let exec_id = format!("e{attempt}");
+        let mut exec_request = request("exe", &exec_id, &process(&bundle, &["/evil"]));
+        exec_request.stdin_path = fifo.to_str().unwrap().into();
+        match exec(&mut client, exec_request).await {
+            Ok(pid) => {
+                let exe = format!("/proc/{pid}/exe");
+                let target = match std::fs::read_link(&exe) {
+                    Ok(target) => target,
+                    Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => panic!("{exe}: {e}"),
+                };
+                assert!(
+                    target.to_string_lossy().starts_with("/memfd:berthd-init"),
+                    "the exec process runs {}",
+                    target.display()
+                );
+                let write = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&exe)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, b"x"));
+                assert!(write.is_err(), "the executable took a write");
+            }
+            Err(refused) => assert!(refused.message().contains("/evil"), "{refused:?}"),
         }
-        Err(refused) => assert!(refused.message().contains("/evil"), "{refused:?}"),
+        seen = true;
+        break;
     }
+    assert!(
+        seen,
+        "the exec process was gone each time before it could be looked at"
+    );
     assert!(
         std::fs::read(env!("CARGO_BIN_EXE_berthd")).unwrap() == host_binary,
         "the host's berthd changed"
