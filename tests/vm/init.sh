@@ -24,8 +24,11 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+# A checkout under /tmp or /run was packed there (the binaries keep their paths): a tmpfs
+# would hide it, and the initramfs is writable as it is.
+for dir in /tmp /run; do
+    [ -n "$(ls -A "$dir")" ] || mount -t tmpfs tmpfs "$dir"
+done
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 hostname berth-vm
 uptime=$(cat /proc/uptime)
