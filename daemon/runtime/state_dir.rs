@@ -129,6 +129,11 @@ impl StateDir {
         ContainerState::load(&self.state_file())
     }
 
+    /// Whether writes here never wait for a disk (the root is in memory).
+    pub fn in_memory(&self) -> bool {
+        self.durability == Durability::Volatile
+    }
+
     pub fn save(&self, state: &ContainerState) -> Result<()> {
         state.save(&self.state_file(), self.durability)
     }
