@@ -430,7 +430,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     labels: label_map(labels)?,
                     stdin_path: path_text(stdin)?,
                     console_socket: path_text(console_socket)?,
-                    ..Default::default()
                 })
                 .await?;
         }

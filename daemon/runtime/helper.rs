@@ -25,7 +25,7 @@ pub enum Task {
     /// A new container's init.
     Create(Box<InitConfig>),
     /// A process in a container that exists.
-    Exec(ExecConfig),
+    Exec(Box<ExecConfig>),
 }
 
 /// A new container's init.

@@ -254,12 +254,12 @@ impl Container {
             .spawn_helper(runtime, stdin, stdout, stderr, Some(exec_id.as_str()))
             .await?;
         channel
-            .send(&Task::Exec(ExecConfig {
+            .send(&Task::Exec(Box::new(ExecConfig {
                 init,
                 process: record.process,
                 seccomp,
                 console_socket: record.stdio.console_socket,
-            }))
+            })))
             .await?;
         Ok(channel)
     }

@@ -90,7 +90,7 @@ pub fn main() -> ! {
             Task::Create(config) => helper(&mut channel, *config, &placement),
             Task::Exec(config) => {
                 let cgroup = enter_cgroups(&placement)?;
-                exec::helper(&mut channel, config, cgroup)
+                exec::helper(&mut channel, *config, cgroup)
             }
         }
     });
