@@ -13,9 +13,6 @@ mod usage;
 
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
-#[global_allocator]
-static ALLOCATOR: arena::Arena = arena::Arena::new();
-
 use anyhow::{bail, Context};
 use berth_api::{self as proto, container_service_client::ContainerServiceClient};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -24,6 +21,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
+
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Manage containers through berthd")]
@@ -671,7 +671,7 @@ async fn health(
     let channel = match target.endpoint() {
         Ok(endpoint) => endpoint.connect_timeout(connect_timeout).connect().await,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", chain_text(&e));
             return 2;
         }
     };

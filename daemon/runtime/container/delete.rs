@@ -209,27 +209,9 @@ impl Container {
         fault::point("after-cgroup-removed");
         self.dir.remove().map_err(fail)?;
         fault::point("after-state-dir-removed");
-        let mut warnings = Vec::new();
-        let poststop = self
-            .state()
-            .and_then(|s| s.hooks.as_ref())
-            .and_then(|h| h.poststop().clone())
-            .unwrap_or_default();
-        // Made from memory, so only for hooks: most containers have none.
-        let stopped_state = if poststop.is_empty() {
-            String::new()
-        } else {
-            self.oci_state("stopped")
-        };
-        for (index, hook) in poststop.iter().enumerate() {
-            if let Err(warning) = runtime
-                .run_hook("poststop", index, hook, &stopped_state)
-                .await
-            {
-                tracing::warn!(id = %self.id, %warning, "poststop hook failed");
-                warnings.push(warning.to_string());
-            }
-        }
+        let warnings = self
+            .run_warning_hooks(runtime, "poststop", "stopped", |h| h.poststop())
+            .await;
         Ok(warnings)
     }
 

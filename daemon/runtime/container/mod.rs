@@ -46,6 +46,37 @@ pub struct Runtime {
     pub cgroups: Arc<dyn CgroupManager>,
 }
 
+impl Container {
+    /// Runs the hooks of one kind whose failure is only a warning (poststart, poststop),
+    /// in order, each given the container's state with `status`; returns the failures.
+    /// The state is made only when there are hooks: most containers have none.
+    async fn run_warning_hooks(
+        &self,
+        runtime: &Runtime,
+        kind: &'static str,
+        status: &str,
+        of_kind: impl FnOnce(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
+    ) -> Vec<String> {
+        let hooks = self
+            .state()
+            .and_then(|s| s.hooks.as_ref())
+            .and_then(|h| of_kind(h).clone())
+            .unwrap_or_default();
+        if hooks.is_empty() {
+            return Vec::new();
+        }
+        let state = self.oci_state(status);
+        let mut warnings = Vec::new();
+        for (index, hook) in hooks.iter().enumerate() {
+            if let Err(warning) = runtime.run_hook(kind, index, hook, &state).await {
+                tracing::warn!(id = %self.id, %warning, kind, "hook failed");
+                warnings.push(warning.to_string());
+            }
+        }
+        warnings
+    }
+}
+
 impl Runtime {
     /// One hook run from berthd, through the reaper, within the hook timeouts.
     pub async fn run_hook(

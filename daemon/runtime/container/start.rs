@@ -44,23 +44,8 @@ impl Container {
         let dir = self.dir.clone();
         blocking::run(move || dir.remove_exec_fifo()).await?;
 
-        let mut warnings = Vec::new();
-        let poststart = self
-            .state()
-            .and_then(|s| s.hooks.as_ref())
-            .and_then(|h| h.poststart().clone())
-            .unwrap_or_default();
-        let running = if poststart.is_empty() {
-            String::new()
-        } else {
-            self.oci_state("running")
-        };
-        for (index, hook) in poststart.iter().enumerate() {
-            if let Err(warning) = runtime.run_hook("poststart", index, hook, &running).await {
-                tracing::warn!(id = %self.id, %warning, "poststart hook failed");
-                warnings.push(warning.to_string());
-            }
-        }
-        Ok(warnings)
+        Ok(self
+            .run_warning_hooks(runtime, "poststart", "running", |h| h.poststart())
+            .await)
     }
 }
